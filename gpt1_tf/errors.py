@@ -1,0 +1,14 @@
+"""User-facing errors: one line, naming the file (where there is one) and the problem."""
+
+
+class Gpt1Error(Exception):
+    """A problem with the user's input (a file, a flag). `train.py` prints it on one line and exits 1."""
+
+
+class DataError(Gpt1Error):
+    """A data, vocabulary or weight file is missing or malformed."""
+
+    def __init__(self, path, problem, line=None):
+        where = f"{path}:{line}" if line is not None else f"{path}"
+        super().__init__(f"{where}: {problem}")
+        self.path, self.problem, self.line = path, problem, line

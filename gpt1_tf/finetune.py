@@ -1,0 +1,405 @@
+"""`python train.py --dataset rocstories ...`: the original fine-tuning procedure on TensorFlow 2.
+
+Reads top to bottom as the original: args -> seeds -> data -> model and optimizer on the towers
+-> pretrained weights -> epochs of updates with evaluations -> best params -> submission -> analysis.
+Added: checkpoints and --resume, atomic writes, progress bars, TensorBoard scalars, a numeric
+guard, and one-line errors for bad input.
+"""
+import argparse
+import hashlib
+import json
+import os
+import random
+import sys
+import time
+
+import numpy as np
+
+from gpt1_tf.errors import Gpt1Error
+
+DATASETS = ("rocstories",)
+EVAL_UPDATES = (1000, 2000, 4000, 8000, 16000, 32000)  # first-epoch evaluations of the original
+# flags that may differ between an interrupted run and its --resume
+RESUME_FREE = ("resume", "save_every", "n_gpu_devices_note")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="train.py", description="Fine-tune GPT-1 on ROCStories (Story Cloze), as OpenAI's original train.py.")
+    # --- the original's flags and defaults ---
+    p.add_argument("--desc", type=str, default=None, help="run name for log/save files (default: the dataset)")
+    p.add_argument("--dataset", type=str, default=None, help="rocstories")
+    p.add_argument("--log_dir", type=str, default="log/")
+    p.add_argument("--save_dir", type=str, default="save/")
+    p.add_argument("--data_dir", type=str, default="data/")
+    p.add_argument("--submission_dir", type=str, default="submission/")
+    p.add_argument("--submit", action="store_true", help="save best params and write the test predictions")
+    p.add_argument("--analysis", action="store_true", help="print validation and test accuracy (needs --submit)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--n_iter", type=int, default=3, help="epochs")
+    p.add_argument("--n_batch", type=int, default=8, help="examples per tower")
+    p.add_argument("--max_grad_norm", type=float, default=1)
+    p.add_argument("--lr", type=float, default=6.25e-5)
+    p.add_argument("--lr_warmup", type=float, default=0.002)
+    p.add_argument("--n_ctx", type=int, default=512)
+    p.add_argument("--n_embd", type=int, default=768)
+    p.add_argument("--n_head", type=int, default=12)
+    p.add_argument("--n_layer", type=int, default=12)
+    p.add_argument("--embd_pdrop", type=float, default=0.1)
+    p.add_argument("--attn_pdrop", type=float, default=0.1)
+    p.add_argument("--resid_pdrop", type=float, default=0.1)
+    p.add_argument("--clf_pdrop", type=float, default=0.1)
+    p.add_argument("--l2", type=float, default=0.01)
+    p.add_argument("--vector_l2", action="store_true")
+    p.add_argument("--n_gpu", type=int, default=4, help="towers; the global batch is n_batch * n_gpu")
+    p.add_argument("--opt", type=str, default="adam", choices=["adam"])
+    p.add_argument("--afn", type=str, default="gelu", choices=["gelu", "swish", "relu"])
+    p.add_argument("--lr_schedule", type=str, default="warmup_linear",
+                   choices=["warmup_cosine", "warmup_linear", "warmup_constant"])
+    p.add_argument("--encoder_path", type=str, default=None, help="default: the packaged encoder_bpe_40000.json")
+    p.add_argument("--bpe_path", type=str, default=None, help="default: the packaged vocab_40000.bpe")
+    p.add_argument("--n_transfer", type=int, default=12, help="pretrained layers to load; -1: train from scratch")
+    p.add_argument("--lm_coef", type=float, default=0.5)
+    p.add_argument("--b1", type=float, default=0.9)
+    p.add_argument("--b2", type=float, default=0.999)
+    p.add_argument("--e", type=float, default=1e-8)
+    # --- added ---
+    p.add_argument("--model_dir", type=str, default="model/", help="where params_*.npy and params_shapes.json are")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--save_every", type=int, default=1000, help="checkpoint every this many updates (and every epoch)")
+    p.add_argument("--n_valid", type=int, default=374, help="validation stories split off the val file")
+    p.add_argument("--deterministic", action="store_true", help="enable TensorFlow op determinism")
+    p.add_argument("--nan_policy", choices=["stop", "skip"], default="stop",
+                   help="on a non-finite loss or gradient: stop (exit 1) or skip that update")
+    p.add_argument("--xla", action="store_true", help="compile the train/eval steps with XLA")
+    p.add_argument("--no_trim", action="store_true", help="do not trim batches to their longest sequence")
+    return p
+
+
+def validate_args(args):
+    if args.dataset is None:
+        raise Gpt1Error("--dataset is required (rocstories)")
+    if args.dataset not in DATASETS:
+        raise Gpt1Error(f"--dataset {args.dataset!r} is not supported; use one of: {', '.join(DATASETS)}")
+    if args.n_ctx > 512:
+        raise Gpt1Error(f"--n_ctx {args.n_ctx} > 512: GPT-1's position table has 512 rows")
+    if args.n_embd % args.n_head:
+        raise Gpt1Error(f"--n_embd {args.n_embd} must be divisible by --n_head {args.n_head}")
+    for name in ("n_iter", "n_batch", "n_gpu", "n_ctx", "n_embd", "n_head", "n_layer", "save_every", "n_valid"):
+        if getattr(args, name) < 1:
+            raise Gpt1Error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.n_ctx < 8:
+        raise Gpt1Error(f"--n_ctx {args.n_ctx} is too small (at least 8)")
+    if args.analysis and not args.submit:
+        raise Gpt1Error("--analysis reads the submission file: add --submit")
+    if args.desc is None:
+        args.desc = args.dataset
+
+
+def args_fingerprint(args):
+    """Hash of the flags that define a run (a resumed run must use the same)."""
+    d = {k: v for k, v in sorted(vars(args).items()) if k not in RESUME_FREE}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class ResultLogger:
+    """The original jsonl log (first line: all arguments + time), rewritten atomically on each line."""
+
+    def __init__(self, path, lines=None, **kwargs):
+        self.path = path
+        if lines is None:
+            kwargs.setdefault("time", time.time())
+            lines = [json.dumps(kwargs)]
+        self.lines = list(lines)
+        self._flush()
+
+    def log(self, **kwargs):
+        kwargs.setdefault("time", time.time())
+        self.lines.append(json.dumps(kwargs))
+        self._flush()
+
+    def _flush(self):
+        from gpt1_tf.pretrained import atomic_write
+        atomic_write(self.path, lambda f: f.write(("\n".join(self.lines) + "\n").encode()))
+
+
+def load_data(args, text_encoder):
+    """Read, encode and transform the Story Cloze files; returns a dict of arrays and n_ctx."""
+    from gpt1_tf import datasets
+    splits = datasets.rocstories(args.data_dir, n_valid=args.n_valid)
+    (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3) = datasets.encode_dataset(
+        splits, encoder=text_encoder)
+    n_vocab = len(text_encoder.encoder)
+    max_len = datasets.max_len_for(args.n_ctx)
+    n_ctx = datasets.compute_n_ctx([(trX1, trX2, trX3), (vaX1, vaX2, vaX3), (teX1, teX2, teX3)], args.n_ctx)
+
+    def transform(X1, X2, X3):
+        return datasets.transform_roc(X1, X2, X3, n_ctx=n_ctx, max_len=max_len, n_vocab=n_vocab)
+
+    trX, trM = transform(trX1, trX2, trX3)
+    vaX, vaM = transform(vaX1, vaX2, vaX3)
+    teX, teM = transform(teX1, teX2, teX3)
+    return dict(trX=trX, trM=trM, trY=trY, vaX=vaX, vaM=vaM, vaY=vaY, teX=teX, teM=teM,
+                n_ctx=n_ctx, n_vocab=n_vocab)
+
+
+class Run:
+    """State and side effects of one fine-tuning run (paths, logger, checkpoints)."""
+
+    def __init__(self, args, trainer, data, *, log_lines=None):
+        import tensorflow as tf
+        from tqdm import tqdm
+        self.tf, self.tqdm = tf, tqdm
+        self.args, self.trainer, self.data = args, trainer, data
+        self.n_batch_train = args.n_batch * args.n_gpu
+        self.n_valid = len(data["vaY"])
+        self.best_score = 0.0
+        self.n_epochs = 0
+        self.params_path = os.path.join(args.save_dir, args.desc, "best_params.jl")
+        self.ckpt_dir = os.path.join(args.save_dir, args.desc, "checkpoints")
+        self.log_path = os.path.join(args.log_dir, f"{args.desc}.jsonl")
+        self.logger = None
+        self.writer = None
+        self.ckpt = tf.train.Checkpoint(model=trainer.model, optimizer=trainer.optimizer)
+
+    # --- evaluation (the original iter_apply / log / iter_predict) ---------------------------------
+    def iter_apply(self, Xs, Ms, Ys, desc):
+        from gpt1_tf.datasets import iter_data
+        logits, cost = [], 0.0
+        for xmb, mmb, ymb in iter_data(Xs, Ms, Ys, n_batch=self.n_batch_train, truncate=False,
+                                       verbose=True, desc=desc):
+            lg, losses = self.trainer.eval_batch(xmb, mmb, ymb)
+            logits.append(lg)
+            cost += float(np.mean(losses)) * len(xmb)  # the original: mean clf loss * n, summed
+        return np.concatenate(logits, 0), cost
+
+    def log(self):
+        from sklearn.metrics import accuracy_score
+        d, n_valid = self.data, self.n_valid
+        tr_logits, tr_cost = self.iter_apply(d["trX"][:n_valid], d["trM"][:n_valid], d["trY"][:n_valid], "eval train")
+        va_logits, va_cost = self.iter_apply(d["vaX"], d["vaM"], d["vaY"], "eval valid")
+        tr_cost = tr_cost / len(d["trY"][:n_valid])
+        va_cost = va_cost / n_valid
+        tr_acc = accuracy_score(d["trY"][:n_valid], np.argmax(tr_logits, 1)) * 100.
+        va_acc = accuracy_score(d["vaY"], np.argmax(va_logits, 1)) * 100.
+        n_updates = self.trainer.n_updates
+        self.logger.log(n_epochs=self.n_epochs, n_updates=n_updates, tr_cost=tr_cost, va_cost=va_cost,
+                        tr_acc=tr_acc, va_acc=va_acc)
+        self.tqdm.write('%d %d %.3f %.3f %.2f %.2f' % (self.n_epochs, n_updates, tr_cost, va_cost, tr_acc, va_acc))
+        with self.writer.as_default(step=n_updates):
+            for k, v in dict(tr_cost=tr_cost, va_cost=va_cost, tr_acc=tr_acc, va_acc=va_acc).items():
+                self.tf.summary.scalar(k, v)
+        if self.args.submit and va_acc > self.best_score:
+            self.best_score = va_acc
+            self.save_params()
+
+    def save_params(self):
+        from gpt1_tf.pretrained import get_params, save_params
+        save_params(self.params_path, get_params(self.trainer.model))
+
+    def predict(self):
+        from gpt1_tf.datasets import iter_data
+        from gpt1_tf.pretrained import atomic_write
+        logits = []
+        for xmb, mmb in iter_data(self.data["teX"], self.data["teM"], n_batch=self.n_batch_train,
+                                  truncate=False, verbose=True, desc="predict"):
+            logits.append(self.trainer.eval_batch(xmb, mmb)[0])
+        predictions = np.argmax(np.concatenate(logits, 0), 1)
+        path = os.path.join(self.args.submission_dir, "ROCStories.tsv")
+        text = "index\tprediction\n" + "".join(f"{i}\t{p}\n" for i, p in enumerate(predictions))
+        atomic_write(path, lambda f: f.write(text.encode()))
+        return path
+
+    # --- checkpoints --------------------------------------------------------------------------
+    def checkpoint(self, position, rng_state):
+        """Model + optimizer (TF checkpoint) and the loop state (JSON sidecar), both atomic."""
+        from gpt1_tf.pretrained import atomic_write
+        n = self.trainer.n_updates
+        prefix = self.ckpt.write(os.path.join(self.ckpt_dir, f"ckpt-{n:08d}"))
+        state = dict(n_updates=n, n_epochs=self.n_epochs, position=position, best_score=self.best_score,
+                     rng_state=_rng_to_json(rng_state), log_lines=self.logger.lines,
+                     fingerprint=args_fingerprint(self.args), tf_prefix=os.path.basename(prefix))
+        atomic_write(os.path.join(self.ckpt_dir, f"state-{n:08d}.json"), lambda f: f.write(json.dumps(state).encode()))
+        self._prune(keep=2)
+
+    def _prune(self, keep):
+        states = sorted(f for f in os.listdir(self.ckpt_dir) if f.startswith("state-") and f.endswith(".json"))
+        for old in states[:-keep]:
+            n = old[len("state-"):-len(".json")]
+            for f in os.listdir(self.ckpt_dir):
+                if f.startswith(f"ckpt-{n}.") or f == old:
+                    os.unlink(os.path.join(self.ckpt_dir, f))
+
+    def restore_latest(self):
+        """Restore the newest readable checkpoint (older ones as fall-back); returns its state or None."""
+        if not os.path.isdir(self.ckpt_dir):
+            return None
+        states = sorted((f for f in os.listdir(self.ckpt_dir) if f.startswith("state-") and f.endswith(".json")),
+                        reverse=True)
+        for name in states:
+            path = os.path.join(self.ckpt_dir, name)
+            try:
+                with open(path, encoding="utf-8") as f:
+                    state = json.load(f)
+                if state["fingerprint"] != args_fingerprint(self.args):
+                    raise Gpt1Error(f"{path}: this checkpoint was made with other flags; resume with the same "
+                                    "flags, or remove the checkpoint directory to start over")
+                self.ckpt.read(os.path.join(self.ckpt_dir, state["tf_prefix"])).assert_existing_objects_matched()
+            except Gpt1Error:
+                raise
+            except Exception as err:  # corrupt JSON or TF checkpoint: fall back to the previous one
+                print(f"warning: {path}: unreadable checkpoint ({type(err).__name__}), trying an older one",
+                      file=sys.stderr)
+                continue
+            self.n_epochs, self.best_score = state["n_epochs"], state["best_score"]
+            return state
+        return None
+
+
+def _rng_to_json(state):
+    kind, keys, pos, has_gauss, cached = state
+    return [kind, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)]
+
+
+def _rng_from_json(state):
+    kind, keys, pos, has_gauss, cached = state
+    return (kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached)
+
+
+def train(args):
+    """The whole run; raises Gpt1Error on bad input before anything is written."""
+    validate_args(args)
+    # towers first: logical devices must be configured before TensorFlow initialises them
+    from gpt1_tf.devices import make_strategy, setup_towers
+    devices, towers_note = setup_towers(args.n_gpu)
+    import keras
+    import tensorflow as tf
+    from sklearn.utils import shuffle
+    from tqdm import tqdm
+
+    from gpt1_tf.config import ModelConfig, OptConfig
+    from gpt1_tf.datasets import iter_data
+    from gpt1_tf import pretrained
+    from gpt1_tf.text_utils import TextEncoder
+    from gpt1_tf.trainer import Trainer
+
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    tf.random.set_seed(args.seed)
+    keras.utils.set_random_seed(args.seed)  # initialisers of a fresh model (same as the three above)
+
+    # --- inputs, all validated before any file is written ---
+    text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
+    data = load_data(args, text_encoder)
+    n_ctx, n_vocab = data["n_ctx"], data["n_vocab"]
+    shards = None
+    if args.n_transfer >= 0 and not args.resume:
+        shards = pretrained.load_shards(args.model_dir)
+    model_cfg = ModelConfig(n_vocab=n_vocab, n_ctx=n_ctx, n_embd=args.n_embd, n_head=args.n_head,
+                            n_layer=args.n_layer, afn=args.afn, embd_pdrop=args.embd_pdrop,
+                            attn_pdrop=args.attn_pdrop, resid_pdrop=args.resid_pdrop, clf_pdrop=args.clf_pdrop)
+    n_train = len(data["trY"])
+    n_batch_train = args.n_batch * args.n_gpu
+    n_updates_total = (n_train // n_batch_train) * args.n_iter
+    if n_updates_total < 1:
+        raise Gpt1Error(f"{n_train} training stories make no full batch of n_batch * n_gpu = {n_batch_train}")
+    opt_cfg = OptConfig(lr=args.lr, lr_schedule=args.lr_schedule, lr_warmup=args.lr_warmup,
+                        t_total=n_updates_total, b1=args.b1, b2=args.b2, e=args.e, l2=args.l2,
+                        vector_l2=args.vector_l2, max_grad_norm=args.max_grad_norm)
+    # the original draws the 3 special rows from the global NumPy RNG whatever n_transfer is
+    special_rows = (np.random.randn(3, args.n_embd) * 0.02).astype(np.float32)
+    init = pretrained.init_from_pretrained(shards, model_cfg, special_rows, args.n_transfer,
+                                           source=args.model_dir) if shards is not None else []
+
+    print(towers_note)
+    print(f"n_ctx {n_ctx}, {n_train} train / {len(data['vaY'])} valid / {len(data['teX'])} test stories, "
+          f"{n_updates_total} updates of {n_batch_train}")
+    strategy = make_strategy(devices)
+    trainer = Trainer(model_cfg, opt_cfg, strategy=strategy, lm_coef=args.lm_coef, seed=args.seed,
+                      trim=not args.no_trim, jit_compile=args.xla)
+    for p, a in zip(trainer.params, init):
+        p.assign(a)
+
+    run = Run(args, trainer, data)
+    state = run.restore_latest() if args.resume else None
+    if args.resume and state is None:
+        print("no checkpoint to resume from: starting a new run", file=sys.stderr)
+        if args.n_transfer >= 0:
+            raise Gpt1Error("--resume found no checkpoint and the pretrained weights were not loaded; "
+                            "run again without --resume")
+    if state is not None:
+        run.logger = ResultLogger(run.log_path, lines=state["log_lines"])
+        np.random.set_state(_rng_from_json(state["rng_state"]))
+        start_position = state["position"]
+        print(f"resumed at update {state['n_updates']} (epoch {state['n_epochs']}, batch {start_position})")
+    else:
+        run.logger = ResultLogger(run.log_path, **vars(args))
+        start_position = 0
+        if args.submit:
+            run.save_params()
+    run.writer = tf.summary.create_file_writer(os.path.join(args.log_dir, args.desc))
+
+    n_skipped = 0
+    for _ in range(run.n_epochs, args.n_iter):
+        rng_state = np.random.get_state()
+        trX, trM, trY = shuffle(data["trX"], data["trM"], data["trY"], random_state=np.random.mtrand._rand)
+        n_batches = n_train // n_batch_train
+        bar = tqdm(iter_data(trX, trM, trY, n_batch=n_batch_train, truncate=True), total=n_batches,
+                   desc=f"epoch {run.n_epochs + 1}/{args.n_iter}", ncols=100, leave=False, file=sys.stderr)
+        for position, (xmb, mmb, ymb) in enumerate(bar):
+            if position < start_position:
+                continue
+            n_update = trainer.n_updates
+            grads, clf_losses, norm = trainer.compute_gradients(xmb, mmb, ymb, n_update)
+            cost = float(tf.reduce_mean(clf_losses))
+            if not (np.isfinite(cost) and np.isfinite(float(norm))):
+                if args.nan_policy == "stop":
+                    raise Gpt1Error(f"non-finite loss ({cost}) or gradient norm ({float(norm)}) at update "
+                                    f"{n_update + 1}; stopped. Last checkpoint and best params are kept; "
+                                    "lower --lr or use --nan_policy skip")
+                n_skipped += 1
+                run.logger.log(n_epochs=run.n_epochs, n_updates=n_update, skipped_update=n_update + 1,
+                               n_skipped=n_skipped)
+                continue
+            trainer.apply_gradients(grads)
+            n_updates = trainer.n_updates
+            bar.set_postfix(loss=f"{cost:.3f}")
+            with run.writer.as_default(step=n_updates):
+                tf.summary.scalar("train_clf_loss", cost)
+                tf.summary.scalar("lr", float(trainer.optimizer.scheduled_lr()))
+            if n_updates in EVAL_UPDATES and run.n_epochs == 0:
+                run.log()
+                run.checkpoint(position + 1, rng_state)
+            elif n_updates % args.save_every == 0:
+                run.checkpoint(position + 1, rng_state)
+        bar.close()
+        start_position = 0
+        run.n_epochs += 1
+        run.log()
+        run.checkpoint(0, np.random.get_state())
+    run.writer.flush()
+
+    if args.submit:
+        pretrained.set_params(trainer.model, pretrained.load_params(run.params_path, model_cfg), run.params_path)
+        path = run.predict()
+        print(f"wrote {path}")
+        if args.analysis:
+            from gpt1_tf.analysis import rocstories as rocstories_analysis
+            rocstories_analysis(args.data_dir, path, run.log_path)
+    return trainer
+
+
+def main(argv=None):
+    """Entry point: one-line errors and a non-zero exit, no traceback, for bad input."""
+    args = build_parser().parse_args(argv)
+    try:
+        train(args)
+    except Gpt1Error as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: run again with --resume to continue from the last checkpoint", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,139 @@
+"""The GPT-1 network with its two heads: the tied LM head and the Story Cloze classifier.
+
+`TransformerModel(cfg)(X, M, Y)` returns what the original `model(X, M, Y)` returned:
+clf_logits [B, 2], clf_losses [B], lm_losses [2B].
+"""
+import keras
+import tensorflow as tf
+
+from gpt1_tf import ops
+from gpt1_tf.layers import Block, ClfHead, normal_init, site_seed
+
+# dropout sites (folded into the step seed): embedding table, each block, classifier
+_SITE_EMBD, _SITE_CLF, _SITE_BLOCK0 = 0, 1, 2
+
+
+class TransformerModel(keras.Model):
+    """GPT-1: one embedding table `we` [n_vocab + n_special + n_ctx, n_embd], n_layer post-norm blocks.
+
+    Call with X int [B, 2, T, 2] (token ids, position ids), M float [B, 2, T], Y int [B] (or None),
+    T <= n_ctx. Positions come from X[..., 1], so a batch trimmed to its longest sequence gives the
+    same outputs as the padded one.
+    """
+
+    def __init__(self, cfg, **kwargs):
+        kwargs.setdefault("name", "model")
+        super().__init__(**kwargs)
+        self.cfg = cfg
+        self.blocks = [Block(cfg, name=f"h{i}") for i in range(cfg.n_layer)]
+        self.clf = ClfHead(1, name="clf")
+        self.build()
+
+    def build(self, input_shape=None):
+        cfg = self.cfg
+        self.we = self.add_weight(name="we", shape=(cfg.n_table, cfg.n_embd), initializer=normal_init())
+        for block in self.blocks:
+            block.build((None, None, cfg.n_embd))
+        self.clf.build((None, cfg.n_embd))
+        self.built = True
+
+    def params_in_order(self):
+        """Variables in the original order: we; per layer the 12 block arrays; clf/w, clf/b."""
+        params = [self.we]
+        for block in self.blocks:
+            params += [block.attn.c_attn.w, block.attn.c_attn.b, block.attn.c_proj.w, block.attn.c_proj.b,
+                       block.ln_1.g, block.ln_1.b,
+                       block.mlp.c_fc.w, block.mlp.c_fc.b, block.mlp.c_proj.w, block.mlp.c_proj.b,
+                       block.ln_2.g, block.ln_2.b]
+        params += [self.clf.w, self.clf.b]
+        assert len(params) == self.cfg.n_params_arrays
+        return params
+
+    def transformer(self, X, seed=None):
+        """Hidden states [B*2, T, n_embd] of X [B*2, T, 2], and the (dropped-out) table `we`."""
+        cfg = self.cfg
+        # embedding dropout on the table itself, as the original: the tied LM head sees it too
+        we = ops.dropout(self.we, cfg.embd_pdrop, site_seed(seed, _SITE_EMBD))
+        h = tf.reduce_sum(tf.gather(we, X), 2)  # token row + position row: [B*2, T, n_embd]
+        for i, block in enumerate(self.blocks):
+            h = block(h, seed=site_seed(seed, _SITE_BLOCK0 + i))
+        return h, we
+
+    def call(self, X, M, Y=None, training=False, seed=None, compute_lm=True, lm_head="masked"):
+        """Returns (clf_logits [B, 2], clf_losses [B] or None, lm_losses [2B] or None).
+
+        `seed` ([2] int32) drives every dropout mask when `training`; without it nothing is dropped.
+        `lm_head="masked"` computes LM logits only at positions the mask counts (same losses as
+        "full", the original's every-position head, which is kept for reference and tests).
+        """
+        cfg = self.cfg
+        if not training:
+            seed = None
+        T = ops.shape_list(X)[2]
+        X = tf.reshape(X, [-1, T, 2])  # [B*2, T, 2]
+        M = tf.reshape(M, [-1, T])  # [B*2, T]
+        h, we = self.transformer(X, seed)
+
+        lm_losses = None
+        if compute_lm:
+            lm_losses = (lm_losses_masked if lm_head == "masked" else lm_losses_full)(h, we, X, M)
+
+        clf_logits = self.classify(h, X, seed)
+        clf_losses = None
+        if Y is not None:
+            clf_losses = tf.nn.sparse_softmax_cross_entropy_with_logits(logits=clf_logits, labels=Y)
+        return clf_logits, clf_losses, lm_losses
+
+    def classify(self, h, X, seed):
+        """Pool h at the first `_classify_` token; one clf dropout mask shared by both endings."""
+        cfg = self.cfg
+        n_seq, T = ops.shape_list(X)[0], ops.shape_list(X)[1]
+        clf_h = tf.reshape(h, [-1, cfg.n_embd])  # [B*2*T, n_embd]
+        pool_idx = tf.cast(tf.argmax(tf.cast(tf.equal(X[:, :, 0], cfg.clf_token), tf.float32), 1), tf.int32)
+        clf_h = tf.gather(clf_h, tf.range(n_seq, dtype=tf.int32) * T + pool_idx)
+        clf_h = tf.reshape(clf_h, [-1, 2, cfg.n_embd])  # [B, 2, n_embd]
+        clf_seed = site_seed(seed, _SITE_CLF)
+        if clf_seed is not None:
+            noise_shape = tf.stack([tf.shape(clf_h)[0], 1, cfg.n_embd])  # same mask for both endings
+            clf_h = ops.dropout(clf_h, cfg.clf_pdrop, clf_seed, noise_shape=noise_shape)
+        clf_h = tf.reshape(clf_h, [-1, cfg.n_embd])
+        return tf.reshape(self.clf(clf_h), [-1, 2])
+
+
+def lm_losses_full(h, we, X, M):
+    """The original LM head: logits at every position against ALL rows of `we`, masked mean xent."""
+    n_embd = ops.shape_list(h)[-1]
+    n_seq, T = ops.shape_list(X)[0], ops.shape_list(X)[1]
+    lm_h = tf.reshape(h[:, :-1], [-1, n_embd])
+    lm_logits = tf.matmul(lm_h, we, transpose_b=True)
+    lm_losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        logits=lm_logits, labels=tf.reshape(X[:, 1:, 0], [-1]))
+    lm_losses = tf.reshape(lm_losses, [n_seq, T - 1])
+    return tf.reduce_sum(lm_losses * M[:, 1:], 1) / tf.reduce_sum(M[:, 1:], 1)
+
+
+def lm_losses_masked(h, we, X, M):
+    """Same losses as `lm_losses_full`, but the head is evaluated only where M[:, 1:] != 0.
+
+    Positions the mask zeroes contribute exactly 0 to the original's sum, so skipping them changes
+    no number beyond float summation order; it saves most of the 40k-row head on padded batches.
+    """
+    n_embd = ops.shape_list(h)[-1]
+    n_seq = ops.shape_list(X)[0]
+    m = M[:, 1:]
+    idx = tf.where(tf.not_equal(m, 0))  # [N_real, 2]: (sequence, position)
+    lm_h = tf.gather_nd(h[:, :-1], idx)  # [N_real, n_embd]
+    labels = tf.gather_nd(X[:, 1:, 0], idx)
+    lm_logits = tf.matmul(lm_h, we, transpose_b=True)
+    xent = tf.nn.sparse_softmax_cross_entropy_with_logits(logits=lm_logits, labels=labels)
+    seq = tf.cast(idx[:, 0], tf.int32)
+    total = tf.math.unsorted_segment_sum(xent * tf.gather_nd(m, idx), seq, n_seq)
+    return total / tf.reduce_sum(m, 1)
+
+
+def train_loss(clf_losses, lm_losses, lm_coef):
+    """mean(clf) + lm_coef * mean(lm); the LM term only when lm_coef > 0, as the original."""
+    loss = tf.reduce_mean(clf_losses)
+    if lm_coef > 0:
+        loss = loss + lm_coef * tf.reduce_mean(lm_losses)
+    return loss

@@ -1,0 +1,76 @@
+"""Pure tensor helpers (no weights): activations, norm arithmetic, head split/merge, causal mask."""
+import math
+
+import tensorflow as tf
+
+
+def shape_list(x):
+    """Static dimensions where known, dynamic ones otherwise."""
+    static = x.shape.as_list()
+    dynamic = tf.shape(x)
+    return [dynamic[i] if s is None else s for i, s in enumerate(static)]
+
+
+def gelu(x):
+    """GELU, tanh approximation as in the original (not the erf form)."""
+    return 0.5 * x * (1 + tf.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * tf.pow(x, 3))))
+
+
+def swish(x):
+    """x * sigmoid(x)."""
+    return x * tf.nn.sigmoid(x)
+
+
+ACT_FNS = {"relu": tf.nn.relu, "swish": swish, "gelu": gelu}
+
+
+def norm_arith(x, g, b, *, e=1e-5, axis=-1):
+    """(x - mean) * rsqrt(var + e) * g + b over `axis`, in the original's order of operations."""
+    u = tf.reduce_mean(x, axis=axis, keepdims=True)
+    s = tf.reduce_mean(tf.square(x - u), axis=axis, keepdims=True)
+    x = (x - u) * tf.math.rsqrt(s + e)
+    return x * g + b
+
+
+def split_states(x, n):
+    """[..., nx] -> [..., n, nx/n]."""
+    x_shape = shape_list(x)
+    m = x_shape[-1]
+    return tf.reshape(x, x_shape[:-1] + [n, m // n])
+
+
+def merge_states(x):
+    """[..., n, d] -> [..., n*d]."""
+    x_shape = shape_list(x)
+    return tf.reshape(x, x_shape[:-2] + [x_shape[-2] * x_shape[-1]])
+
+
+def split_heads(x, n, *, k=False):
+    """[batch, sequence, features] -> [batch, heads, sequence, features/heads] (k: [batch, heads, f/h, sequence])."""
+    if k:
+        return tf.transpose(split_states(x, n), [0, 2, 3, 1])
+    return tf.transpose(split_states(x, n), [0, 2, 1, 3])
+
+
+def merge_heads(x):
+    """[batch, heads, sequence, features/heads] -> [batch, sequence, features]."""
+    return merge_states(tf.transpose(x, [0, 2, 1, 3]))
+
+
+def mask_attn_weights(w):
+    """Multiplicative causal mask of the original: w*b + -1e9*(1-b), b the lower triangle."""
+    n = shape_list(w)[-1]
+    b = tf.linalg.band_part(tf.ones([n, n], dtype=w.dtype), -1, 0)
+    b = tf.reshape(b, [1, 1, n, n])
+    return w * b + tf.cast(-1e9, w.dtype) * (1 - b)
+
+
+def dropout(x, rate, seed, *, noise_shape=None):
+    """Inverted dropout as tf.nn.dropout, but stateless: `seed` ([2] int) pins the mask exactly.
+
+    A stateless mask makes a run a function of (seed, update): resumable and identical across
+    runs. `seed=None` or rate 0 means no dropout (evaluation).
+    """
+    if seed is None or rate <= 0:
+        return x
+    return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed, noise_shape=noise_shape)

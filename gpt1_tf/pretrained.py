@@ -1,0 +1,198 @@
+"""Parameters in the original order, the original weight shards, and `best_params.jl` files.
+
+- `get_params` / `set_params`: the model's arrays as a list in the original variable order
+  (we; 12 per layer; clf/w, clf/b), the format of the original `best_params.jl` (joblib).
+- `load_shards` / `save_shards`: OpenAI's `params_0.npy` .. `params_9.npy` + `params_shapes.json`
+  (the flattened float32 arrays concatenated and split in 10 files).
+- `init_from_pretrained`: the original initialisation (tokens | 3 special rows | positions[:n_ctx]).
+Every array is checked for shape; bad files raise a one-line `DataError` naming the file.
+"""
+import json
+import os
+import tempfile
+
+import joblib
+import numpy as np
+
+from gpt1_tf.errors import DataError, Gpt1Error
+
+N_SHARDS = 10
+N_PER_LAYER = 12
+WEIGHTS_HELP = ("download OpenAI's GPT-1 weights (params_0.npy .. params_9.npy and params_shapes.json, "
+                "from github.com/openai/finetune-transformer-lm, folder model/) into that directory, "
+                "or pass --n_transfer -1 to train from scratch")
+
+
+def expected_shapes(cfg):
+    """Shapes of the model's arrays in the original order, for a `ModelConfig`."""
+    nx = cfg.n_embd
+    layer = [(1, nx, 3 * nx), (3 * nx,), (1, nx, nx), (nx,), (nx,), (nx,),
+             (1, nx, 4 * nx), (4 * nx,), (1, 4 * nx, nx), (nx,), (nx,), (nx,)]
+    return [(cfg.n_table, nx)] + layer * cfg.n_layer + [(nx, 1), (1,)]
+
+
+def get_params(model):
+    """The model's parameters as NumPy arrays in the original order."""
+    return [np.asarray(p.numpy()) for p in model.params_in_order()]
+
+
+def check_params(arrays, cfg, source):
+    """Raise DataError unless `arrays` is a list of the right number of arrays of the right shapes."""
+    want = expected_shapes(cfg)
+    if not isinstance(arrays, (list, tuple)):
+        raise DataError(source, f"expected a list of {len(want)} arrays, found {type(arrays).__name__}")
+    if len(arrays) != len(want):
+        raise DataError(source, f"expected {len(want)} arrays (n_layer {cfg.n_layer}), found {len(arrays)}")
+    for i, (a, shape) in enumerate(zip(arrays, want)):
+        found = getattr(a, "shape", None)
+        if found is None or tuple(found) != tuple(shape):
+            raise DataError(source, f"array {i} has shape {found}, expected {tuple(shape)}")
+        if not np.issubdtype(np.asarray(a).dtype, np.floating):
+            raise DataError(source, f"array {i} has dtype {np.asarray(a).dtype}, expected float32")
+        if not np.all(np.isfinite(a)):
+            raise DataError(source, f"array {i} has non-finite values")
+
+
+def set_params(model, arrays, source="params"):
+    """Assign arrays (original order) to the model, each shape checked."""
+    check_params(arrays, model.cfg, source)
+    for p, a in zip(model.params_in_order(), arrays):
+        p.assign(np.asarray(a, dtype=np.float32))
+
+
+def atomic_write(path, write_fn, mode="wb"):
+    """Write through a temporary file in the same directory, then rename: never a half-written file."""
+    path = os.fspath(path)
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_params(path, arrays):
+    """joblib dump of the list of arrays (the original `best_params.jl`), atomically."""
+    atomic_write(path, lambda f: joblib.dump([np.asarray(a) for a in arrays], f))
+
+
+def load_params(path, cfg):
+    """Load a `best_params.jl` and check it against `cfg`."""
+    if not os.path.exists(path):
+        raise DataError(path, "no such params file")
+    try:
+        arrays = joblib.load(path)
+    except Exception as err:  # joblib/pickle raise many types on corrupt input
+        raise DataError(path, f"not a readable joblib params file ({type(err).__name__}: {err})".splitlines()[0])
+    check_params(arrays, cfg, path)
+    return [np.asarray(a, dtype=np.float32) for a in arrays]
+
+
+# --- the original shard format -------------------------------------------------------------------
+
+def load_shards(model_dir):
+    """Read params_shapes.json and params_0..9.npy: the list of arrays (positions, tokens, layers...)."""
+    shapes_path = os.path.join(model_dir, "params_shapes.json")
+    if not os.path.isdir(model_dir):
+        raise DataError(model_dir, f"no such model directory: {WEIGHTS_HELP}")
+    if not os.path.exists(shapes_path):
+        raise DataError(shapes_path, f"missing: {WEIGHTS_HELP}")
+    try:
+        with open(shapes_path, encoding="utf-8") as f:
+            shapes = json.load(f)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DataError(shapes_path, f"not valid JSON ({err})")
+    if (not isinstance(shapes, list) or len(shapes) < 2
+            or not all(isinstance(s, list) and s and all(isinstance(d, int) and d > 0 for d in s) for s in shapes)):
+        raise DataError(shapes_path, "expected a JSON list of shapes (lists of positive integers), at least 2")
+    if (len(shapes) - 2) % N_PER_LAYER:
+        raise DataError(shapes_path, f"{len(shapes)} shapes: expected 2 + 12 per layer")
+    sizes = [int(np.prod(s)) for s in shapes]
+    flat = []
+    for n in range(N_SHARDS):
+        path = os.path.join(model_dir, f"params_{n}.npy")
+        if not os.path.exists(path):
+            raise DataError(path, f"missing shard: {WEIGHTS_HELP}")
+        try:
+            a = np.load(path, allow_pickle=False)
+        except Exception as err:
+            raise DataError(path, f"not a readable .npy file ({type(err).__name__}: {err})".splitlines()[0])
+        if a.ndim != 1 or not np.issubdtype(a.dtype, np.floating):
+            raise DataError(path, f"expected a 1-D float array, found shape {a.shape} dtype {a.dtype}")
+        flat.append(a.astype(np.float32, copy=False))
+    total = sum(len(a) for a in flat)
+    if total != sum(sizes):
+        raise DataError(os.path.join(model_dir, "params_*.npy"),
+                        f"shards hold {total} values, params_shapes.json expects {sum(sizes)} (truncated or mismatched)")
+    offsets = np.cumsum(sizes)
+    arrays = np.split(np.concatenate(flat, 0), offsets)[:-1]
+    return [a.reshape(s) for a, s in zip(arrays, shapes)]
+
+
+def save_shards(arrays, model_dir, n_shards=N_SHARDS):
+    """Write arrays (the shard order: positions, tokens, then 12 per layer) as the original files."""
+    os.makedirs(model_dir, exist_ok=True)
+    flat = np.concatenate([np.asarray(a, dtype=np.float32).ravel() for a in arrays])
+    for n, piece in enumerate(np.array_split(flat, n_shards)):
+        atomic_write(os.path.join(model_dir, f"params_{n}.npy"), lambda f, piece=piece: np.save(f, piece))
+    shapes = [list(np.shape(a)) for a in arrays]
+    atomic_write(os.path.join(model_dir, "params_shapes.json"),
+                 lambda f: f.write(json.dumps(shapes).encode()))
+
+
+def shard_layers(shards):
+    """Number of transformer layers in a shard list."""
+    return (len(shards) - 2) // N_PER_LAYER
+
+
+def init_from_pretrained(shards, cfg, special_rows, n_transfer, source="model/"):
+    """Initial arrays for the first transferred variables, as the original built them.
+
+    we = concat(tokens, special_rows, positions[:n_ctx]); then layer arrays. n_transfer counts
+    transformer layers: -1 loads nothing, 0 only `we`, k the first k layers too (12 = all of GPT-1).
+    When the model has fewer layers than n_transfer, its n_layer layers are loaded (the original
+    crashed). Returns the list to assign to the first len(list) variables in the original order.
+    """
+    if n_transfer < 0:
+        return []
+    positions, tokens = shards[0], shards[1]
+    if tokens.shape != (cfg.n_vocab, cfg.n_embd):
+        raise DataError(source, f"token embedding has shape {tokens.shape}, the model expects "
+                                f"{(cfg.n_vocab, cfg.n_embd)} (n_vocab, n_embd)")
+    if positions.ndim != 2 or positions.shape[1] != cfg.n_embd or positions.shape[0] < cfg.n_ctx:
+        raise DataError(source, f"position embedding has shape {positions.shape}, the model needs at least "
+                                f"{(cfg.n_ctx, cfg.n_embd)} (n_ctx, n_embd)")
+    special_rows = np.asarray(special_rows, dtype=np.float32)
+    assert special_rows.shape == (cfg.n_special, cfg.n_embd), special_rows.shape
+    we = np.concatenate([tokens, special_rows, positions[:cfg.n_ctx]], 0)
+    n_layers = min(n_transfer, cfg.n_layer)
+    if n_layers > shard_layers(shards):
+        raise Gpt1Error(f"--n_transfer {n_transfer} asks for {n_layers} layers but {source} holds "
+                        f"{shard_layers(shards)}")
+    layer_arrays = shards[2:2 + N_PER_LAYER * n_layers]
+    want = expected_shapes(cfg)[1:1 + N_PER_LAYER * n_layers]
+    for i, (a, shape) in enumerate(zip(layer_arrays, want)):
+        if tuple(a.shape) != tuple(shape):
+            raise DataError(source, f"array {i + 2} (layer {i // N_PER_LAYER}) has shape {a.shape}, "
+                                    f"the model expects {tuple(shape)}")
+    return [we] + list(layer_arrays)
+
+
+def export_shards(model, model_dir):
+    """Write a model's transformer (not the classifier) as OpenAI-format shards.
+
+    The position rows hold only the model's n_ctx positions (the original table had 512).
+    """
+    cfg = model.cfg
+    params = get_params(model)
+    we = params[0]
+    tokens = we[:cfg.n_vocab]
+    positions = we[cfg.n_vocab + cfg.n_special:]
+    save_shards([positions, tokens] + params[1:-2], model_dir)
