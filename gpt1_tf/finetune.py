@@ -20,7 +20,7 @@ from gpt1_tf.errors import Gpt1Error
 DATASETS = ("rocstories",)
 EVAL_UPDATES = (1000, 2000, 4000, 8000, 16000, 32000)  # first-epoch evaluations of the original
 # flags that may differ between an interrupted run and its --resume
-RESUME_FREE = ("resume", "save_every", "n_gpu_devices_note")
+RESUME_FREE = ("resume", "save_every", "stop_after_updates")
 
 
 def build_parser():
@@ -68,11 +68,13 @@ def build_parser():
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--save_every", type=int, default=1000, help="checkpoint every this many updates (and every epoch)")
     p.add_argument("--n_valid", type=int, default=374, help="validation stories split off the val file")
-    p.add_argument("--deterministic", action="store_true", help="enable TensorFlow op determinism")
+    p.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism on GPUs too (always on for CPU runs)")
     p.add_argument("--nan_policy", choices=["stop", "skip"], default="stop",
                    help="on a non-finite loss or gradient: stop (exit 1) or skip that update")
     p.add_argument("--xla", action="store_true", help="compile the train/eval steps with XLA")
     p.add_argument("--no_trim", action="store_true", help="do not trim batches to their longest sequence")
+    p.add_argument("--stop_after_updates", type=int, default=None,
+                   help="checkpoint and stop after this many updates (continue later with --resume)")
     return p
 
 
@@ -269,28 +271,11 @@ def _rng_from_json(state):
 def train(args):
     """The whole run; raises Gpt1Error on bad input before anything is written."""
     validate_args(args)
-    # towers first: logical devices must be configured before TensorFlow initialises them
-    from gpt1_tf.devices import make_strategy, setup_towers
-    devices, towers_note = setup_towers(args.n_gpu)
-    import keras
-    import tensorflow as tf
-    from sklearn.utils import shuffle
-    from tqdm import tqdm
-
-    from gpt1_tf.config import ModelConfig, OptConfig
-    from gpt1_tf.datasets import iter_data
     from gpt1_tf import pretrained
+    from gpt1_tf.config import ModelConfig, OptConfig
     from gpt1_tf.text_utils import TextEncoder
-    from gpt1_tf.trainer import Trainer
 
-    if args.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    tf.random.set_seed(args.seed)
-    keras.utils.set_random_seed(args.seed)  # initialisers of a fresh model (same as the three above)
-
-    # --- inputs, all validated before any file is written ---
+    # --- inputs, all validated before TensorFlow starts and before any file is written ---
     text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
     data = load_data(args, text_encoder)
     n_ctx, n_vocab = data["n_ctx"], data["n_vocab"]
@@ -308,10 +293,31 @@ def train(args):
     opt_cfg = OptConfig(lr=args.lr, lr_schedule=args.lr_schedule, lr_warmup=args.lr_warmup,
                         t_total=n_updates_total, b1=args.b1, b2=args.b2, e=args.e, l2=args.l2,
                         vector_l2=args.vector_l2, max_grad_norm=args.max_grad_norm)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
     # the original draws the 3 special rows from the global NumPy RNG whatever n_transfer is
     special_rows = (np.random.randn(3, args.n_embd) * 0.02).astype(np.float32)
     init = pretrained.init_from_pretrained(shards, model_cfg, special_rows, args.n_transfer,
                                            source=args.model_dir) if shards is not None else []
+
+    # --- towers: logical devices must be configured before TensorFlow initialises them ---
+    from gpt1_tf.devices import make_strategy, setup_towers
+    devices, towers_note = setup_towers(args.n_gpu)
+    import keras
+    import tensorflow as tf
+    from sklearn.utils import shuffle
+    from tqdm import tqdm
+
+    from gpt1_tf.datasets import iter_data
+    from gpt1_tf.trainer import Trainer
+
+    if args.deterministic or not tf.config.list_physical_devices("GPU"):
+        # same seed -> same run: always on CPU (cheap there), on request on GPUs
+        tf.config.experimental.enable_op_determinism()
+    tf.random.set_seed(args.seed)
+    state = np.random.get_state()
+    keras.utils.set_random_seed(args.seed)  # initialisers of a fresh model
+    np.random.set_state(state)  # ... without touching the NumPy stream the original uses
 
     print(towers_note)
     print(f"n_ctx {n_ctx}, {n_train} train / {len(data['vaY'])} valid / {len(data['teX'])} test stories, "
@@ -374,6 +380,12 @@ def train(args):
                 run.checkpoint(position + 1, rng_state)
             elif n_updates % args.save_every == 0:
                 run.checkpoint(position + 1, rng_state)
+            if args.stop_after_updates is not None and n_updates >= args.stop_after_updates:
+                run.checkpoint(position + 1, rng_state)
+                bar.close()
+                run.writer.flush()
+                print(f"stopped after update {n_updates} (--stop_after_updates); continue with --resume")
+                return trainer
         bar.close()
         start_position = 0
         run.n_epochs += 1

@@ -7,7 +7,7 @@ Dropout takes an explicit stateless `seed` ([2] int32 tensor or None): None mean
 import keras
 import tensorflow as tf
 
-from gpt1_tf import ops
+from gpt1_tf import ops, packing
 
 
 def normal_init():
@@ -20,6 +20,27 @@ def site_seed(seed, site):
     if seed is None:
         return None
     return tf.random.experimental.stateless_fold_in(seed, site)
+
+
+def _dropout(x, rate, seed, *, n_ctx=None, seq_axes=(), layout=None):
+    """Stateless dropout whose mask does not depend on how the batch was trimmed or packed.
+
+    The uniforms are drawn for the batch padded to `n_ctx` on `seq_axes` (the original's layout)
+    and sliced to x's sequence length, so a trimmed batch drops exactly the units the padded one
+    drops at the same positions; with `layout`, x is packed [N, n] and the mask is gathered the
+    same way (`packing.dropout`). Without n_ctx, `ops.dropout` on x's own shape. Arithmetic as
+    tf.nn.experimental.stateless_dropout: x * (1 / (1 - rate)) where uniform >= rate, else 0.
+    """
+    if seed is None or rate <= 0:
+        return x
+    if layout is not None:
+        return packing.dropout(x, rate, seed, layout, n_ctx=n_ctx)
+    if n_ctx is None:
+        return ops.dropout(x, rate, seed)
+    shape = tf.shape(x)
+    full = tf.tensor_scatter_nd_update(shape, [[a] for a in seq_axes], [n_ctx] * len(seq_axes))
+    u = tf.slice(tf.random.stateless_uniform(full, seed=seed, dtype=x.dtype), tf.zeros_like(shape), shape)
+    return packing.apply_keep(x, u >= rate, rate)
 
 
 class Conv1D(keras.layers.Layer):
@@ -70,10 +91,10 @@ class Norm(keras.layers.Layer):
 class Attention(keras.layers.Layer):
     """Masked multi-head self-attention: `c_attn`, scaled q@k, causal mask, softmax, `c_proj`."""
 
-    def __init__(self, n_state, *, n_head, attn_pdrop, resid_pdrop, scale=True, **kwargs):
+    def __init__(self, n_state, *, n_head, attn_pdrop, resid_pdrop, scale=True, n_ctx=None, **kwargs):
         super().__init__(**kwargs)
         assert n_state % n_head == 0, f"n_state {n_state} must be divisible by n_head {n_head}"
-        self.n_state, self.n_head, self.scale = n_state, n_head, scale
+        self.n_state, self.n_head, self.scale, self.n_ctx = n_state, n_head, scale, n_ctx
         self.attn_pdrop, self.resid_pdrop = attn_pdrop, resid_pdrop
         self.c_attn = Conv1D(n_state * 3, 1, name="c_attn")
         self.c_proj = Conv1D(n_state, 1, name="c_proj")
@@ -89,31 +110,37 @@ class Attention(keras.layers.Layer):
             w = w * tf.math.rsqrt(tf.cast(n_state, w.dtype))
         w = ops.mask_attn_weights(w)
         w = tf.nn.softmax(w)
-        w = ops.dropout(w, self.attn_pdrop, seed)
+        w = _dropout(w, self.attn_pdrop, seed, n_ctx=self.n_ctx, seq_axes=(2, 3))
         return tf.matmul(w, v)  # [batch, heads, sequence, features/heads]
 
-    def call(self, x, seed=None):
+    def call(self, x, seed=None, layout=None):
+        """x [batch, sequence, features], or packed [N, features] with its `packing.PackLayout`."""
         c = self.c_attn(x)
+        if layout is not None:
+            c = packing.unpack(c, layout)  # [batch, sequence, 3 * features]
         q, k, v = tf.split(c, 3, axis=2)
         q = ops.split_heads(q, self.n_head)  # [batch, heads, sequence, features/heads]
         k = ops.split_heads(k, self.n_head, k=True)  # [batch, heads, features/heads, sequence]
         v = ops.split_heads(v, self.n_head)
         a = self._attn(q, k, v, site_seed(seed, 0))
         a = ops.merge_heads(a)  # [batch, sequence, features]
+        if layout is not None:
+            a = packing.pack(a, layout)  # [N, features]
         a = self.c_proj(a)
-        return ops.dropout(a, self.resid_pdrop, site_seed(seed, 1))
+        return _dropout(a, self.resid_pdrop, site_seed(seed, 1), n_ctx=self.n_ctx, seq_axes=(1,), layout=layout)
 
     def get_config(self):
         return {**super().get_config(), "n_state": self.n_state, "n_head": self.n_head,
-                "attn_pdrop": self.attn_pdrop, "resid_pdrop": self.resid_pdrop, "scale": self.scale}
+                "attn_pdrop": self.attn_pdrop, "resid_pdrop": self.resid_pdrop, "scale": self.scale,
+                "n_ctx": self.n_ctx}
 
 
 class MLP(keras.layers.Layer):
     """Position-wise feed-forward: act(`c_fc`(x)) -> `c_proj`, then residual dropout."""
 
-    def __init__(self, n_state, *, afn, resid_pdrop, **kwargs):
+    def __init__(self, n_state, *, afn, resid_pdrop, n_ctx=None, **kwargs):
         super().__init__(**kwargs)
-        self.n_state, self.afn, self.resid_pdrop = n_state, afn, resid_pdrop
+        self.n_state, self.afn, self.resid_pdrop, self.n_ctx = n_state, afn, resid_pdrop, n_ctx
         self.c_fc = None
         self.c_proj = None
 
@@ -124,13 +151,14 @@ class MLP(keras.layers.Layer):
         self.c_proj = Conv1D(nx, 1, name="c_proj")
         self.c_proj.build(input_shape[:-1] + (self.n_state,))
 
-    def call(self, x, seed=None):
+    def call(self, x, seed=None, layout=None):
         h = ops.ACT_FNS[self.afn](self.c_fc(x))
         h2 = self.c_proj(h)
-        return ops.dropout(h2, self.resid_pdrop, seed)
+        return _dropout(h2, self.resid_pdrop, seed, n_ctx=self.n_ctx, seq_axes=(1,), layout=layout)
 
     def get_config(self):
-        return {**super().get_config(), "n_state": self.n_state, "afn": self.afn, "resid_pdrop": self.resid_pdrop}
+        return {**super().get_config(), "n_state": self.n_state, "afn": self.afn, "resid_pdrop": self.resid_pdrop,
+                "n_ctx": self.n_ctx}
 
 
 class Block(keras.layers.Layer):
@@ -141,9 +169,10 @@ class Block(keras.layers.Layer):
         self.cfg = cfg
         nx = cfg.n_embd
         self.attn = Attention(nx, n_head=cfg.n_head, attn_pdrop=cfg.attn_pdrop,
-                              resid_pdrop=cfg.resid_pdrop, scale=True, name="attn")
+                              resid_pdrop=cfg.resid_pdrop, scale=True, n_ctx=cfg.n_ctx, name="attn")
         self.ln_1 = Norm(name="ln_1")
-        self.mlp = MLP(4 * nx, afn=cfg.afn, resid_pdrop=cfg.resid_pdrop, name="mlp")
+        # dropout masks drawn on the n_ctx layout: trimming or packing a batch changes none of them
+        self.mlp = MLP(4 * nx, afn=cfg.afn, resid_pdrop=cfg.resid_pdrop, n_ctx=cfg.n_ctx, name="mlp")
         self.ln_2 = Norm(name="ln_2")
 
     def build(self, input_shape):
@@ -153,10 +182,11 @@ class Block(keras.layers.Layer):
         self.mlp.build(input_shape)
         self.ln_2.build(input_shape)
 
-    def call(self, x, seed=None):
-        a = self.attn(x, seed=site_seed(seed, 0))
+    def call(self, x, seed=None, layout=None):
+        """x [batch, sequence, n_embd], or packed [N, n_embd] with its `packing.PackLayout`."""
+        a = self.attn(x, seed=site_seed(seed, 0), layout=layout)
         n = self.ln_1(x + a)
-        m = self.mlp(n, seed=site_seed(seed, 1))
+        m = self.mlp(n, seed=site_seed(seed, 1), layout=layout)
         return self.ln_2(n + m)
 
 

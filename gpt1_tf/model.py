@@ -6,7 +6,7 @@ clf_logits [B, 2], clf_losses [B], lm_losses [2B].
 import keras
 import tensorflow as tf
 
-from gpt1_tf import ops
+from gpt1_tf import ops, packing
 from gpt1_tf.layers import Block, ClfHead, normal_init, site_seed
 
 # dropout sites (folded into the step seed): embedding table, each block, classifier
@@ -59,12 +59,29 @@ class TransformerModel(keras.Model):
             h = block(h, seed=site_seed(seed, _SITE_BLOCK0 + i))
         return h, we
 
-    def call(self, X, M, Y=None, training=False, seed=None, compute_lm=True, lm_head="masked"):
+    def transformer_packed(self, X, M, seed=None):
+        """Same hidden states as `transformer`, computed on packed rows (see `gpt1_tf.packing`).
+
+        Returns h [B*2, T, n_embd] (positions no output reads hold arbitrary values) and `we`.
+        The two endings share their common prefix when nothing is dropped (seed None).
+        """
+        cfg = self.cfg
+        layout = packing.pack_layout(X, M, clf_token=cfg.clf_token, share_prefix=seed is None)
+        we = ops.dropout(self.we, cfg.embd_pdrop, site_seed(seed, _SITE_EMBD))
+        h = packing.embed(we, X, layout)  # [N, n_embd]
+        for i, block in enumerate(self.blocks):
+            h = block(h, seed=site_seed(seed, _SITE_BLOCK0 + i), layout=layout)
+        return packing.unpack(h, layout), we  # [B*2, T, n_embd]
+
+    def call(self, X, M, Y=None, training=False, seed=None, compute_lm=True, lm_head="masked",
+             packed=False):
         """Returns (clf_logits [B, 2], clf_losses [B] or None, lm_losses [2B] or None).
 
         `seed` ([2] int32) drives every dropout mask when `training`; without it nothing is dropped.
         `lm_head="masked"` computes LM logits only at positions the mask counts (same losses as
         "full", the original's every-position head, which is kept for reference and tests).
+        `packed=True` runs the dense layers on the needed positions only (`gpt1_tf.packing`): same
+        outputs, gradients and dropout masks, fewer FLOPs; the Trainer's default.
         """
         cfg = self.cfg
         if not training:
@@ -72,7 +89,10 @@ class TransformerModel(keras.Model):
         T = ops.shape_list(X)[2]
         X = tf.reshape(X, [-1, T, 2])  # [B*2, T, 2]
         M = tf.reshape(M, [-1, T])  # [B*2, T]
-        h, we = self.transformer(X, seed)
+        if packed:
+            h, we = self.transformer_packed(X, M, seed)
+        else:
+            h, we = self.transformer(X, seed)
 
         lm_losses = None
         if compute_lm:

@@ -25,9 +25,18 @@ def trim_to_longest(X, M):
 class Trainer:
     """The model, the optimizer and the compiled train/eval steps on a strategy's towers."""
 
-    def __init__(self, model_cfg, opt_cfg, *, strategy, lm_coef, seed=42, trim=True, jit_compile=False):
+    def __init__(self, model_cfg, opt_cfg, *, strategy, lm_coef, seed=42, trim=True, jit_compile=False,
+                 packed=True, lm_head="masked", jit_apply=False):
+        """`trim`, `packed` and `lm_head="masked"` change no number, only the work done (BENCHMARKS.md);
+        `trim=False, packed=False, lm_head="full"` is the original's computation. `jit_compile`
+        compiles the gradient and eval steps with XLA (one compilation per batch shape);
+        `jit_apply` compiles the optimizer update with XLA (one fused update).
+        """
+        if lm_head not in ("masked", "full"):
+            raise ValueError(f"lm_head must be 'masked' or 'full', got {lm_head!r}")
         self.cfg, self.opt_cfg = model_cfg, opt_cfg
         self.strategy, self.lm_coef, self.seed, self.trim = strategy, lm_coef, seed, trim
+        self.packed, self.lm_head = packed, lm_head
         self.n_towers = strategy.num_replicas_in_sync
         with strategy.scope():
             self.model = TransformerModel(model_cfg)
@@ -40,7 +49,7 @@ class Trainer:
         seed_spec = tf.TensorSpec([2], tf.int64)
         self._grads_fn = tf.function(self._grads, input_signature=[x_spec, m_spec, y_spec, seed_spec],
                                      jit_compile=jit_compile or None)
-        self._apply_fn = tf.function(self._apply)
+        self._apply_fn = tf.function(self._apply, jit_compile=jit_apply or None)
         self._eval_fn = tf.function(self._eval, input_signature=[x_spec, m_spec, y_spec],
                                     jit_compile=jit_compile or None)
 
@@ -57,7 +66,8 @@ class Trainer:
             seed = tf.random.experimental.stateless_fold_in(step_seed, r) if use_dropout else None
             with tf.GradientTape() as tape:
                 _, clf_losses, lm_losses = self.model(X, M, Y, training=True, seed=seed,
-                                                      compute_lm=self.lm_coef > 0)
+                                                      compute_lm=self.lm_coef > 0, lm_head=self.lm_head,
+                                                      packed=self.packed)
                 loss = train_loss(clf_losses, lm_losses, self.lm_coef)
             grads = tape.gradient(loss, self.params)
             grads = [tf.convert_to_tensor(g) for g in grads]  # dense, as the original's `we` gradient
@@ -92,7 +102,7 @@ class Trainer:
 
     # --- evaluation -----------------------------------------------------------------------------
     def _eval(self, X, M, Y):
-        logits, clf_losses, _ = self.model(X, M, Y, training=False, compute_lm=False)
+        logits, clf_losses, _ = self.model(X, M, Y, training=False, compute_lm=False, packed=self.packed)
         return logits, clf_losses
 
     def eval_batch(self, X, M, Y=None):

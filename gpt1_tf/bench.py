@@ -1,0 +1,213 @@
+"""Time GPT-1 training updates and evaluation forwards: our default path against the original's.
+
+    python -m gpt1_tf.bench [--batches FILE.npz] [--steps N] [--mode both|optimized|original]
+
+Prints ONE JSON line. `--mode both` (the default) runs each mode in a fresh subprocess (so each
+peak RSS is its own) on the same batches and reports the optimized figures plus the original
+mode's and `speedup_vs_original_mode`. Modes:
+
+- original: the original computation with our code: every sequence padded to n_ctx, LM head over
+  every position (`lm_head="full"`), no packing; eval padded without the LM head (the original
+  graph fetched only the clf outputs, so TF1 pruned its LM head).
+- optimized: the Trainer's defaults: trimmed to the longest sequence, packed dense layers, LM head
+  only on masked-in positions; eval packed, the endings sharing their common prefix.
+
+Batches: `--batches FILE.npz` with X [S, B, 2, n_ctx, 2] int32, M [S, B, 2, n_ctx] float32, Y [S, B]
+int32 (cycled). Without it, `synthetic_batches` draws Story Cloze-like batches (see there).
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+# The original TF1 code on this 2-core CPU, full model, 8 stories per update (PERF.md).
+TF1_REFERENCE_TRAIN_STEP_S = 9.9
+TF1_REFERENCE_PEAK_RSS_MB = 5.7 * 1024
+
+
+def synthetic_batches(n_steps, n_batch, *, n_ctx=77, n_vocab=40478, n_special=3, seed=0):
+    """Story Cloze-like batches, shaped as `transform_roc` builds them.
+
+    Each story: [_start_] + story + [_delimiter_] + ending_k + [_classify_], the story shared by
+    both endings. Lengths are drawn from a fixed distribution matching the real data's mean
+    sequence (52.4 of n_ctx 77, PERF.md): story ~ N(39, 6) clipped to [20, 60] tokens, ending
+    ~ N(10.4, 3) clipped to [3, 20]; tokens uniform over the vocabulary. The mean is scaled
+    down with n_ctx for shrunken models.
+    """
+    rng = np.random.RandomState(seed)
+    k = n_ctx / 77
+    X = np.zeros((n_steps, n_batch, 2, n_ctx, 2), np.int32)
+    M = np.zeros((n_steps, n_batch, 2, n_ctx), np.float32)
+    start, delimiter, clf_token = n_vocab, n_vocab + 1, n_vocab + 2
+    for s in range(n_steps):
+        for b in range(n_batch):
+            n_story = int(np.clip(round(rng.normal(39, 6) * k), 1, max(1, round(60 * k))))
+            story = rng.randint(0, n_vocab, n_story)
+            for e in range(2):
+                n_end = int(np.clip(round(rng.normal(10.4, 3) * k), 1, max(1, round(20 * k))))
+                x = [start] + list(story) + [delimiter] + list(rng.randint(0, n_vocab, n_end)) + [clf_token]
+                x = x[:n_ctx - 1] + [clf_token] if len(x) > n_ctx else x
+                X[s, b, e, :len(x), 0] = x
+                M[s, b, e, :len(x)] = 1
+    X[..., 1] = np.arange(n_vocab + n_special, n_vocab + n_special + n_ctx)
+    Y = rng.randint(0, 2, (n_steps, n_batch)).astype(np.int32)
+    return X, M, Y
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python -m gpt1_tf.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--batches", help="npz with X [S,B,2,n_ctx,2], M [S,B,2,n_ctx], Y [S,B]; else synthetic")
+    p.add_argument("--write_batches", help="write the batches used to this npz (to reuse them elsewhere)")
+    p.add_argument("--steps", type=int, default=5, help="timed training updates (median reported)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed updates first (tracing, allocation)")
+    p.add_argument("--eval_steps", type=int, default=0, help="timed eval forwards (default: --steps)")
+    p.add_argument("--mode", choices=("both", "optimized", "original"), default="both")
+    p.add_argument("--n_layer", type=int, default=12)
+    p.add_argument("--n_embd", type=int, default=768)
+    p.add_argument("--n_head", type=int, default=12)
+    p.add_argument("--n_ctx", type=int, default=77)
+    p.add_argument("--n_vocab", type=int, default=40478)
+    p.add_argument("--n_batch", type=int, default=8, help="stories per tower (global batch n_batch*n_gpu)")
+    p.add_argument("--n_gpu", type=int, default=1, help="towers (logical devices on a CPU)")
+    p.add_argument("--pdrop", type=float, default=0.1, help="every dropout rate (the original's 0.1)")
+    p.add_argument("--lm_coef", type=float, default=0.5)
+    p.add_argument("--xla", action="store_true", help="jit_compile the gradient and eval steps")
+    p.add_argument("--jit_apply", action="store_true", help="jit_compile the optimizer update")
+    p.add_argument("--threads", type=int, default=0, help="intra/inter-op threads (0: TensorFlow's choice)")
+    return p
+
+
+def load_batches(args):
+    if args.batches:
+        d = np.load(args.batches)
+        X, M, Y = d["X"].astype(np.int32), d["M"].astype(np.float32), d["Y"].astype(np.int32)
+        assert X.ndim == 5 and X.shape[2] == 2 and X.shape[4] == 2, f"X must be [S, B, 2, n_ctx, 2], got {X.shape}"
+        assert M.shape == X.shape[:4] and Y.shape == X.shape[:2], f"M {M.shape} / Y {Y.shape} do not match X {X.shape}"
+        return X, M, Y
+    n_global = args.n_batch * args.n_gpu
+    return synthetic_batches(max(args.steps + args.warmup, 4), n_global, n_ctx=args.n_ctx, n_vocab=args.n_vocab)
+
+
+def run_mode(args, mode):
+    """Time one mode in this process; returns a dict of figures."""
+    from gpt1_tf.devices import make_strategy, setup_towers
+    devices, _ = setup_towers(args.n_gpu)
+    import tensorflow as tf
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    from gpt1_tf.config import ModelConfig, OptConfig
+    from gpt1_tf.trainer import Trainer
+
+    X, M, Y = load_batches(args)
+    n_ctx = X.shape[3]
+    tf.random.set_seed(0)
+    model_cfg = ModelConfig(n_vocab=args.n_vocab, n_ctx=n_ctx, n_embd=args.n_embd, n_head=args.n_head,
+                            n_layer=args.n_layer, embd_pdrop=args.pdrop, attn_pdrop=args.pdrop,
+                            resid_pdrop=args.pdrop, clf_pdrop=args.pdrop)
+    opt_cfg = OptConfig(t_total=10_000)
+    original = mode == "original"
+    trainer = Trainer(model_cfg, opt_cfg, strategy=make_strategy(devices), lm_coef=args.lm_coef,
+                      trim=not original, packed=not original, lm_head="full" if original else "masked",
+                      jit_compile=args.xla, jit_apply=args.jit_apply)
+    S = len(X)
+
+    def timed_train(i):
+        x, m, y = X[i % S], M[i % S], Y[i % S]
+        t0 = time.perf_counter()
+        grads, _, norm = trainer.compute_gradients(x, m, y, i)
+        float(norm)
+        t1 = time.perf_counter()
+        trainer.apply_gradients(grads)
+        trainer.n_updates  # reads a variable the update wrote: the update has run
+        t2 = time.perf_counter()
+        return t2 - t0, t1 - t0, t2 - t1
+
+    for i in range(args.warmup):
+        timed_train(i)
+    train = [timed_train(args.warmup + i) for i in range(args.steps)]
+    step_s = float(np.median([t[0] for t in train]))
+    real_tokens = float(np.mean([M[(args.warmup + i) % S].sum() for i in range(args.steps)]))
+
+    n_eval = args.eval_steps or args.steps
+    def timed_eval(i):
+        t0 = time.perf_counter()
+        trainer.eval_batch(X[i % S], M[i % S], Y[i % S])
+        return time.perf_counter() - t0
+    for i in range(max(args.warmup, 1)):
+        timed_eval(i)
+    eval_s = float(np.median([timed_eval(i) for i in range(n_eval)]))
+
+    out = {
+        "mode": mode,
+        "train_step_s": round(step_s, 4),
+        "grads_s": round(float(np.median([t[1] for t in train])), 4),
+        "apply_s": round(float(np.median([t[2] for t in train])), 4),
+        "tokens_per_s": round(real_tokens / step_s, 1),
+        "real_tokens_per_step": real_tokens,
+        "timed_mean_seq_len": round(float(np.mean([M[(args.warmup + i) % S].sum(-1).mean() for i in range(args.steps)])), 2),
+        "eval_step_s": round(eval_s, 4),
+    }
+    if original:
+        # the padded forward WITH the LM head computed (what the original would do, unpruned)
+        fwd_lm = tf.function(lambda x, m, y: trainer.model(x, m, y, training=False, lm_head="full")[2])
+        def timed_fwd_lm(i):
+            t0 = time.perf_counter()
+            fwd_lm(X[i % S], M[i % S], Y[i % S]).numpy()
+            return time.perf_counter() - t0
+        timed_fwd_lm(0)
+        out["eval_with_lm_head_step_s"] = round(float(np.median([timed_fwd_lm(i) for i in range(n_eval)])), 4)
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return out
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    X, M, Y = load_batches(args)
+    if args.write_batches:
+        np.savez(args.write_batches, X=X, M=M, Y=Y)
+    info = {
+        "model": {"n_layer": args.n_layer, "n_embd": args.n_embd, "n_head": args.n_head, "n_ctx": int(X.shape[3]),
+                  "n_vocab": args.n_vocab, "stories_per_update": int(X.shape[1]), "n_gpu": args.n_gpu},
+        "batches": args.batches or "synthetic (gpt1_tf.bench.synthetic_batches)",
+        "mean_seq_len": round(float(M.sum(-1).mean()), 2),
+        "steps": args.steps, "warmup": args.warmup, "cpus": os.cpu_count(),
+    }
+    if args.mode != "both":
+        res = {**info, **run_mode(args, args.mode)}
+    else:
+        res = {}
+        for mode in ("original", "optimized"):
+            cmd = [sys.executable, "-m", "gpt1_tf.bench", *(argv if argv is not None else sys.argv[1:]),
+                   "--mode", mode]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode:
+                sys.stderr.write(proc.stderr)
+                return proc.returncode
+            res[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+        orig, opt = res.pop("original"), res.pop("optimized")
+        keys = ("train_step_s", "grads_s", "apply_s", "tokens_per_s", "eval_step_s", "peak_rss_mb")
+        res = {**info, **{k: opt[k] for k in keys}, "real_tokens_per_step": opt["real_tokens_per_step"],
+               "timed_mean_seq_len": opt["timed_mean_seq_len"],
+               "speedup_vs_original_mode": round(orig["train_step_s"] / opt["train_step_s"], 3),
+               "eval_speedup_vs_original_mode": round(orig["eval_step_s"] / opt["eval_step_s"], 3),
+               "eval_speedup_vs_original_with_lm_head": round(orig["eval_with_lm_head_step_s"] / opt["eval_step_s"], 3),
+               "original_mode": {k: orig[k] for k in keys + ("eval_with_lm_head_step_s",)}}
+    import tensorflow as tf
+    res["tf_version"] = tf.__version__
+    full = (args.n_layer, args.n_embd, args.n_head, int(X.shape[3]), args.n_vocab, int(X.shape[1])) == (12, 768, 12, 77, 40478, 8)
+    if full:
+        res["speedup_vs_tf1_reference"] = round(TF1_REFERENCE_TRAIN_STEP_S / res["train_step_s"], 3)
+        res["tf1_reference_note"] = (f"constant from PERF.md: original TF1 code {TF1_REFERENCE_TRAIN_STEP_S} s/step, "
+                                     f"peak RSS {TF1_REFERENCE_PEAK_RSS_MB:.0f} MB on the project's 2-core CPU")
+    print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Every speed lever leaves the numbers alone.
+
+Reference: the original computation (batch padded to n_ctx, LM head at every position, no packing).
+Each lever (masked LM head, trimming, packing, prefix sharing at evaluation, the Trainer's default
+path, the XLA-compiled optimizer update) must give the same clf logits, clf losses, lm losses and
+gradients of every parameter (abs 1e-5), on padded batches of unequal lengths, with dropout on
+(the same stateless seed must then drop the same units) and off.
+"""
+import numpy as np
+import tensorflow as tf
+
+from gpt1_tf import packing
+from gpt1_tf.config import ModelConfig, OptConfig
+from gpt1_tf.model import TransformerModel, train_loss
+from gpt1_tf.trainer import Trainer, trim_to_longest
+
+TOL = 1e-5
+N_VOCAB, N_CTX = 40, 16
+
+
+def config(pdrop):
+    return ModelConfig(n_vocab=N_VOCAB, n_ctx=N_CTX, n_embd=16, n_head=2, n_layer=2, embd_pdrop=pdrop,
+                       attn_pdrop=pdrop, resid_pdrop=pdrop, clf_pdrop=pdrop)
+
+
+def story_batch(rng, n_batch):
+    """`transform_roc`-shaped batch: [_start_] story [_delimiter_] ending_k [_classify_], unequal lengths."""
+    X = np.zeros((n_batch, 2, N_CTX, 2), np.int32)
+    M = np.zeros((n_batch, 2, N_CTX), np.float32)
+    for b in range(n_batch):
+        story = list(rng.randint(0, N_VOCAB, rng.randint(1, 7)))
+        for k in range(2):
+            x = [N_VOCAB] + story + [N_VOCAB + 1] + list(rng.randint(0, N_VOCAB, rng.randint(1, 4))) + [N_VOCAB + 2]
+            X[b, k, :len(x), 0] = x
+            M[b, k, :len(x)] = 1
+    X[..., 1] = N_VOCAB + 3 + np.arange(N_CTX)
+    return X, M, rng.randint(0, 2, n_batch).astype(np.int32)
+
+
+def odd_batch(rng):
+    """Masks that are not a prefix, a sequence without `_classify_`, identical endings, padding tokens."""
+    X, M, Y = story_batch(rng, 3)
+    M[0, 0, 2] = 0  # a hole in the mask
+    X[1, 1, :, 0] = np.where(X[1, 1, :, 0] == N_VOCAB + 2, 5, X[1, 1, :, 0])  # no _classify_: pools at 0
+    X[2, 1], M[2, 1] = X[2, 0], M[2, 0]  # both endings the same
+    return X, M, Y
+
+
+def make_model(pdrop, seed=0):
+    model = TransformerModel(config(pdrop))
+    rng = np.random.RandomState(seed)
+    for p in model.params_in_order():  # larger than the 0.02 init, so that differences would show
+        p.assign(rng.normal(0, 0.3 if len(p.shape) > 1 else 0.1, p.shape).astype(np.float32))
+    return model
+
+
+def forward_and_grads(model, X, M, Y, *, training, seed=None, **options):
+    """clf logits, clf losses, lm losses and the gradient of every parameter of a mixed loss."""
+    with tf.GradientTape() as tape:
+        logits, clf, lm = model(X, M, Y, training=training, seed=seed, **options)
+        # weight every loss differently, so that a mix-up between examples would show in the grads
+        w = tf.range(1, tf.size(lm) + 1, dtype=tf.float32)
+        loss = tf.reduce_sum(clf * w[: tf.size(clf)]) + tf.reduce_sum(lm * w) * 0.3
+    grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.params_in_order())]
+    return [logits, clf, lm] + grads
+
+
+REFERENCE = dict(lm_head="full", packed=False)
+
+
+class LeverTest(tf.test.TestCase):
+
+    def assert_same(self, got, want, what):
+        self.assertEqual(len(got), len(want))
+        for i, (g, w) in enumerate(zip(got, want)):
+            name = ["clf_logits", "clf_losses", "lm_losses"][i] if i < 3 else f"grad {i - 3}"
+            self.assertAllClose(g, w, atol=TOL, rtol=0, msg=f"{what}: {name}")
+
+    def cases(self):
+        rng = np.random.RandomState(1)
+        return [("stories", *story_batch(rng, 4)), ("odd", *odd_batch(rng))]
+
+    def check_lever(self, lever, pdrops=(0.0, 0.2), training=(True, False)):
+        """`lever(model, X, M, Y, training, seed)` against the padded, full-head reference."""
+        for pdrop in pdrops:
+            model = make_model(pdrop)
+            for name, X, M, Y in self.cases():
+                for train in training:
+                    with self.subTest(batch=name, pdrop=pdrop, training=train):
+                        seed = tf.constant([3, 11], tf.int64) if pdrop else None
+                        want = forward_and_grads(model, X, M, Y, training=train, seed=seed, **REFERENCE)
+                        if pdrop and train:  # the test must see dropout at work
+                            plain = forward_and_grads(model, X, M, Y, training=False, **REFERENCE)
+                            self.assertGreater(np.abs(plain[0] - want[0]).max(), 1e-3)
+                        self.assert_same(lever(model, X, M, Y, train, seed), want, name)
+
+    def test_masked_lm_head(self):
+        self.check_lever(lambda m, X, M, Y, train, seed: forward_and_grads(
+            m, X, M, Y, training=train, seed=seed, lm_head="masked", packed=False))
+
+    def test_trim_to_longest(self):
+        def lever(m, X, M, Y, train, seed):
+            Xt, Mt = trim_to_longest(X, M)
+            self.assertLess(Xt.shape[2], X.shape[2])
+            return forward_and_grads(m, Xt, Mt, Y, training=train, seed=seed, **REFERENCE)
+        self.check_lever(lever)
+
+    def test_packed(self):
+        self.check_lever(lambda m, X, M, Y, train, seed: forward_and_grads(
+            m, X, M, Y, training=train, seed=seed, lm_head="masked", packed=True))
+
+    def test_packed_trimmed(self):
+        def lever(m, X, M, Y, train, seed):
+            Xt, Mt = trim_to_longest(X, M)
+            return forward_and_grads(m, Xt, Mt, Y, training=train, seed=seed, lm_head="masked", packed=True)
+        self.check_lever(lever)
+
+    def test_packed_full_lm_head(self):
+        self.check_lever(lambda m, X, M, Y, train, seed: forward_and_grads(
+            m, X, M, Y, training=train, seed=seed, lm_head="full", packed=True), pdrops=(0.2,))
+
+    def test_prefix_sharing_without_dropout(self):
+        # training without dropout (seed None) shares the prefix too: gradients included
+        self.check_lever(lambda m, X, M, Y, train, seed: forward_and_grads(
+            m, X, M, Y, training=train, seed=seed, packed=True), pdrops=(0.0,))
+
+    def test_layout_shares_the_story_prefix(self):
+        rng = np.random.RandomState(2)
+        X, M, _ = story_batch(rng, 4)
+        X, M = tf.reshape(X, [-1, N_CTX, 2]), tf.reshape(M, [-1, N_CTX])
+        plain = packing.pack_layout(X, M, clf_token=N_VOCAB + 2)
+        shared = packing.pack_layout(X, M, clf_token=N_VOCAB + 2, share_prefix=True)
+        self.assertEqual(int(tf.size(plain.rows)), int(M.numpy().sum()))  # real tokens only
+        prefix = sum(int(np.sum(np.cumprod(X.numpy()[2 * b, :, 0] == X.numpy()[2 * b + 1, :, 0]))) for b in range(4))
+        self.assertEqual(int(tf.size(shared.rows)), int(M.numpy().sum()) - prefix)
+
+    def test_packed_dropout_mask_is_the_padded_one(self):
+        rng = np.random.RandomState(5)
+        X, M, _ = story_batch(rng, 3)
+        Xs, Ms = tf.reshape(X, [-1, N_CTX, 2]), tf.reshape(M, [-1, N_CTX])
+        layout = packing.pack_layout(Xs, Ms, clf_token=N_VOCAB + 2)
+        x = tf.constant(rng.normal(size=(6, N_CTX, 8)).astype(np.float32))
+        seed = tf.constant([1, 2], tf.int64)
+        padded = tf.nn.experimental.stateless_dropout(x, rate=0.5, seed=seed)  # what ops.dropout does
+        packed = packing.dropout(packing.pack(x, layout), 0.5, seed, layout)
+        self.assertAllEqual(packed, packing.pack(padded, layout))
+
+
+class TrainerTest(tf.test.TestCase):
+    """The Trainer's default path (trim, packing, masked head) against its original mode."""
+
+    def trainers(self, pdrop, **options):
+        strategy = tf.distribute.get_strategy()
+        opt_cfg = OptConfig(t_total=10, max_grad_norm=1.0, l2=0.01)
+        ref = Trainer(config(pdrop), opt_cfg, strategy=strategy, lm_coef=0.5, trim=False, packed=False,
+                      lm_head="full")
+        fast = Trainer(config(pdrop), opt_cfg, strategy=strategy, lm_coef=0.5, **options)
+        init = make_model(pdrop).params_in_order()
+        for t in (ref, fast):
+            for p, a in zip(t.params, init):
+                p.assign(a)
+        return ref, fast
+
+    def test_default_path_gradients_and_eval(self):
+        X, M, Y = story_batch(np.random.RandomState(7), 4)
+        for pdrop in (0.0, 0.2):
+            with self.subTest(pdrop=pdrop):
+                ref, fast = self.trainers(pdrop)
+                g_ref, clf_ref, norm_ref = ref.compute_gradients(X, M, Y, 3)
+                g, clf, norm = fast.compute_gradients(X, M, Y, 3)
+                self.assertAllClose(clf, clf_ref, atol=TOL, rtol=0)
+                self.assertAllClose(norm, norm_ref, atol=TOL, rtol=0)
+                for a, b in zip(g, g_ref):
+                    self.assertAllClose(a, b, atol=TOL, rtol=0)
+                for a, b in zip(fast.eval_batch(X, M, Y), ref.eval_batch(X, M, Y)):
+                    self.assertAllClose(a, b, atol=TOL, rtol=0)
+
+    def test_xla_update_equals_the_plain_one(self):
+        X, M, Y = story_batch(np.random.RandomState(8), 4)
+        ref, fast = self.trainers(0.1, jit_apply=True)
+        for step in range(2):
+            ref.train_step(X, M, Y, step)
+            fast.train_step(X, M, Y, step)
+        for a, b in zip(fast.params, ref.params):
+            self.assertAllClose(a, b, atol=1e-6, rtol=0)
+        self.assertEqual(fast.n_updates, 2)
+
+
+if __name__ == "__main__":
+    tf.test.main()

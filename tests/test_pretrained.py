@@ -1,0 +1,165 @@
+"""Weight files: the original shard format, the original init, best_params.jl, shape errors."""
+import json
+import os
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from gpt1_tf import pretrained
+from gpt1_tf.config import ModelConfig
+from gpt1_tf.errors import DataError, Gpt1Error
+from gpt1_tf.model import TransformerModel
+
+CFG = ModelConfig(n_vocab=40, n_ctx=10, n_embd=8, n_head=2, n_layer=2)
+
+
+def make_shards(n_layer=2, n_embd=8, n_vocab=40, n_pos=16, seed=0):
+    """A small OpenAI-format shard list: positions, tokens, then 12 arrays per layer."""
+    rng = np.random.RandomState(seed)
+    shapes = [(n_pos, n_embd), (n_vocab, n_embd)]
+    layer_cfg = ModelConfig(n_vocab=n_vocab, n_ctx=4, n_embd=n_embd, n_head=2, n_layer=n_layer)
+    shapes += pretrained.expected_shapes(layer_cfg)[1:-2]
+    return [rng.randn(*s).astype(np.float32) for s in shapes]
+
+
+class ShardTest(tf.test.TestCase):
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+
+    def test_round_trip_and_file_format(self):
+        shards = make_shards()
+        pretrained.save_shards(shards, self.dir)
+        self.assertEqual(sorted(os.listdir(self.dir)),
+                         sorted([f"params_{i}.npy" for i in range(10)] + ["params_shapes.json"]))
+        with open(os.path.join(self.dir, "params_shapes.json")) as f:
+            self.assertEqual(json.load(f), [list(a.shape) for a in shards])
+        # the original reader: concatenate the 10 flat files, split at cumulative sizes
+        flat = np.concatenate([np.load(os.path.join(self.dir, f"params_{i}.npy")) for i in range(10)])
+        self.assertEqual(flat.ndim, 1)
+        self.assertEqual(flat.size, sum(a.size for a in shards))
+        loaded = pretrained.load_shards(self.dir)
+        for a, b in zip(shards, loaded):
+            self.assertAllEqual(a, b)
+
+    def test_original_init_layout(self):
+        shards = make_shards()
+        special = np.full((3, 8), 7.0, np.float32)
+        init = pretrained.init_from_pretrained(shards, CFG, special, n_transfer=12)
+        self.assertLen(init, 1 + 12 * 2)  # we + the model's 2 layers (n_transfer 12 > n_layer)
+        we = init[0]
+        self.assertEqual(we.shape, (CFG.n_table, 8))
+        self.assertAllEqual(we[:40], shards[1])  # tokens
+        self.assertAllEqual(we[40:43], special)  # _start_, _delimiter_, _classify_
+        self.assertAllEqual(we[43:], shards[0][:10])  # positions truncated to n_ctx
+        self.assertAllEqual(init[1], shards[2])
+        self.assertLen(pretrained.init_from_pretrained(shards, CFG, special, n_transfer=1), 13)
+        self.assertLen(pretrained.init_from_pretrained(shards, CFG, special, n_transfer=0), 1)
+        self.assertEqual(pretrained.init_from_pretrained(shards, CFG, special, n_transfer=-1), [])
+
+    def test_init_loads_into_the_model_in_order(self):
+        shards = make_shards()
+        model = TransformerModel(CFG)
+        clf_before = model.clf.w.numpy().copy()
+        init = pretrained.init_from_pretrained(shards, CFG, np.zeros((3, 8), np.float32), n_transfer=1)
+        for p, a in zip(model.params_in_order(), init):
+            p.assign(a)
+        self.assertAllEqual(model.blocks[0].attn.c_attn.w.numpy(), shards[2])
+        self.assertAllEqual(model.blocks[0].ln_2.b.numpy(), shards[13])
+        self.assertNotAllClose(model.blocks[1].attn.c_attn.w.numpy(), shards[14])  # layer 1 not loaded
+        self.assertAllEqual(model.clf.w.numpy(), clf_before)  # the classifier is always fresh
+
+    def test_more_layers_asked_than_the_files_hold(self):
+        shards = make_shards(n_layer=1)
+        with self.assertRaisesRegex(Gpt1Error, "holds 1"):
+            pretrained.init_from_pretrained(shards, CFG, np.zeros((3, 8), np.float32), n_transfer=2)
+
+    def test_model_size_mismatch_names_both_shapes(self):
+        shards = make_shards(n_embd=16)
+        with self.assertRaisesRegex(DataError, r"\(40, 16\).*\(40, 8\)"):
+            pretrained.init_from_pretrained(shards, CFG, np.zeros((3, 8), np.float32), n_transfer=12)
+        short_positions = make_shards(n_pos=5)
+        with self.assertRaisesRegex(DataError, "position"):
+            pretrained.init_from_pretrained(short_positions, CFG, np.zeros((3, 8), np.float32), n_transfer=0)
+
+    def test_bad_files_are_one_line_errors_naming_the_file(self):
+        pretrained.save_shards(make_shards(), self.dir)
+        shapes = os.path.join(self.dir, "params_shapes.json")
+        os.unlink(os.path.join(self.dir, "params_3.npy"))
+        with self.assertRaises(DataError) as ctx:
+            pretrained.load_shards(self.dir)
+        self._check(ctx.exception, "params_3.npy", "missing")
+        pretrained.save_shards(make_shards(), self.dir)
+        # truncated shard
+        np.save(os.path.join(self.dir, "params_9.npy"), np.load(os.path.join(self.dir, "params_9.npy"))[:-5])
+        with self.assertRaises(DataError) as ctx:
+            pretrained.load_shards(self.dir)
+        self._check(ctx.exception, "params_*.npy", "truncated")
+        pretrained.save_shards(make_shards(), self.dir)
+        # corrupt npy
+        with open(os.path.join(self.dir, "params_0.npy"), "wb") as f:
+            f.write(b"not a numpy file")
+        with self.assertRaises(DataError) as ctx:
+            pretrained.load_shards(self.dir)
+        self._check(ctx.exception, "params_0.npy", "npy")
+        pretrained.save_shards(make_shards(), self.dir)
+        # corrupt shapes json
+        with open(shapes, "w") as f:
+            f.write("[[512, 768], [40478")
+        with self.assertRaises(DataError) as ctx:
+            pretrained.load_shards(self.dir)
+        self._check(ctx.exception, "params_shapes.json", "JSON")
+        with open(shapes, "w") as f:
+            f.write('{"a": 1}')
+        with self.assertRaises(DataError) as ctx:
+            pretrained.load_shards(self.dir)
+        self._check(ctx.exception, "params_shapes.json", "list of shapes")
+        with self.assertRaises(DataError) as ctx:
+            pretrained.load_shards(os.path.join(self.dir, "nowhere"))
+        self._check(ctx.exception, "nowhere", "n_transfer -1")
+
+    def _check(self, err, name, words):
+        msg = str(err)
+        self.assertIn(name, msg)
+        self.assertIn(words, msg)
+        self.assertNotIn("\n", msg)
+
+
+class ParamsFileTest(tf.test.TestCase):
+
+    def test_best_params_round_trip_in_original_order(self):
+        import joblib
+        model = TransformerModel(CFG)
+        path = os.path.join(tempfile.mkdtemp(), "sub", "best_params.jl")
+        pretrained.save_params(path, pretrained.get_params(model))
+        raw = joblib.load(path)  # what the original's `joblib.load` sees: a list of arrays
+        self.assertIsInstance(raw, list)
+        self.assertEqual([a.shape for a in raw], [tuple(s) for s in pretrained.expected_shapes(CFG)])
+        self.assertAllEqual(raw[0], model.we.numpy())
+        self.assertAllEqual(raw[-2], model.clf.w.numpy())
+        other = TransformerModel(CFG)
+        pretrained.set_params(other, pretrained.load_params(path, CFG))
+        for a, b in zip(pretrained.get_params(model), pretrained.get_params(other)):
+            self.assertAllEqual(a, b)
+        self.assertEqual([f for f in os.listdir(os.path.dirname(path))], ["best_params.jl"])  # no temp left
+
+    def test_wrong_params_file(self):
+        path = os.path.join(tempfile.mkdtemp(), "best_params.jl")
+        model = TransformerModel(CFG)
+        arrays = pretrained.get_params(model)
+        pretrained.save_params(path, arrays[:-1])
+        with self.assertRaisesRegex(DataError, "expected 27 arrays"):
+            pretrained.load_params(path, CFG)
+        arrays[3] = np.zeros((5,), np.float32)
+        pretrained.save_params(path, arrays)
+        with self.assertRaisesRegex(DataError, r"array 3 has shape \(5,\)"):
+            pretrained.load_params(path, CFG)
+        with open(path, "wb") as f:
+            f.write(b"\x80\x04garbage")
+        with self.assertRaisesRegex(DataError, "joblib"):
+            pretrained.load_params(path, CFG)
+
+
+if __name__ == "__main__":
+    tf.test.main()
