@@ -7,10 +7,12 @@ peak RSS is its own) on the same batches and reports the optimized figures plus 
 mode's and `speedup_vs_original_mode`. Modes:
 
 - original: the original computation with our code: every sequence padded to n_ctx, LM head over
-  every position (`lm_head="full"`), no packing; eval padded without the LM head (the original
-  graph fetched only the clf outputs, so TF1 pruned its LM head).
+  every position (`lm_head="full"`), no packing, unfused Adam update, glibc malloc untouched; eval
+  padded without the LM head (the original graph fetched only the clf outputs, so TF1 pruned its LM
+  head), and `eval_with_lm_head_step_s` with it.
 - optimized: the Trainer's defaults: trimmed to the longest sequence, packed dense layers, LM head
-  only on masked-in positions; eval packed, the endings sharing their common prefix.
+  only on masked-in positions, XLA-fused Adam update, `tune_malloc`; eval packed, the endings
+  sharing their common prefix.
 
 Batches: `--batches FILE.npz` with X [S, B, 2, n_ctx, 2] int32, M [S, B, 2, n_ctx] float32, Y [S, B]
 int32 (cycled). Without it, `synthetic_batches` draws Story Cloze-like batches (see there).
@@ -77,7 +79,9 @@ def build_parser():
     p.add_argument("--pdrop", type=float, default=0.1, help="every dropout rate (the original's 0.1)")
     p.add_argument("--lm_coef", type=float, default=0.5)
     p.add_argument("--xla", action="store_true", help="jit_compile the gradient and eval steps")
-    p.add_argument("--jit_apply", action="store_true", help="jit_compile the optimizer update")
+    p.add_argument("--jit_apply", type=int, choices=(0, 1), default=None,
+                   help="jit_compile the optimizer update (default: the Trainer's, on with one tower)")
+    p.add_argument("--no_malloc_tuning", action="store_true", help="leave glibc malloc as it is")
     p.add_argument("--threads", type=int, default=0, help="intra/inter-op threads (0: TensorFlow's choice)")
     return p
 
@@ -114,11 +118,14 @@ def run_mode(args, mode):
     original = mode == "original"
     trainer = Trainer(model_cfg, opt_cfg, strategy=make_strategy(devices), lm_coef=args.lm_coef,
                       trim=not original, packed=not original, lm_head="full" if original else "masked",
-                      jit_compile=args.xla, jit_apply=args.jit_apply)
+                      jit_compile=args.xla,
+                      jit_apply=(not original) if args.jit_apply is None else bool(args.jit_apply),
+                      malloc_tuning=not (original or args.no_malloc_tuning))
     S = len(X)
 
     def timed_train(i):
         x, m, y = X[i % S], M[i % S], Y[i % S]
+        c0 = time.process_time()
         t0 = time.perf_counter()
         grads, _, norm = trainer.compute_gradients(x, m, y, i)
         float(norm)
@@ -126,7 +133,7 @@ def run_mode(args, mode):
         trainer.apply_gradients(grads)
         trainer.n_updates  # reads a variable the update wrote: the update has run
         t2 = time.perf_counter()
-        return t2 - t0, t1 - t0, t2 - t1
+        return t2 - t0, t1 - t0, t2 - t1, time.process_time() - c0
 
     for i in range(args.warmup):
         timed_train(i)
@@ -148,6 +155,7 @@ def run_mode(args, mode):
         "train_step_s": round(step_s, 4),
         "grads_s": round(float(np.median([t[1] for t in train])), 4),
         "apply_s": round(float(np.median([t[2] for t in train])), 4),
+        "train_step_cpu_s": round(float(np.median([t[3] for t in train])), 4),
         "tokens_per_s": round(real_tokens / step_s, 1),
         "real_tokens_per_step": real_tokens,
         "timed_mean_seq_len": round(float(np.mean([M[(args.warmup + i) % S].sum(-1).mean() for i in range(args.steps)])), 2),
@@ -177,6 +185,7 @@ def main(argv=None):
         "batches": args.batches or "synthetic (gpt1_tf.bench.synthetic_batches)",
         "mean_seq_len": round(float(M.sum(-1).mean()), 2),
         "steps": args.steps, "warmup": args.warmup, "cpus": os.cpu_count(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
     }
     if args.mode != "both":
         res = {**info, **run_mode(args, args.mode)}
@@ -191,7 +200,8 @@ def main(argv=None):
                 return proc.returncode
             res[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
         orig, opt = res.pop("original"), res.pop("optimized")
-        keys = ("train_step_s", "grads_s", "apply_s", "tokens_per_s", "eval_step_s", "peak_rss_mb")
+        keys = ("train_step_s", "grads_s", "apply_s", "train_step_cpu_s", "tokens_per_s", "eval_step_s",
+                "peak_rss_mb")
         res = {**info, **{k: opt[k] for k in keys}, "real_tokens_per_step": opt["real_tokens_per_step"],
                "timed_mean_seq_len": opt["timed_mean_seq_len"],
                "speedup_vs_original_mode": round(orig["train_step_s"] / opt["train_step_s"], 3),
@@ -200,6 +210,7 @@ def main(argv=None):
                "original_mode": {k: orig[k] for k in keys + ("eval_with_lm_head_step_s",)}}
     import tensorflow as tf
     res["tf_version"] = tf.__version__
+    res["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     full = (args.n_layer, args.n_embd, args.n_head, int(X.shape[3]), args.n_vocab, int(X.shape[1])) == (12, 768, 12, 77, 40478, 8)
     if full:
         res["speedup_vs_tf1_reference"] = round(TF1_REFERENCE_TRAIN_STEP_S / res["train_step_s"], 3)

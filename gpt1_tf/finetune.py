@@ -3,13 +3,22 @@
 Reads top to bottom as the original: args -> seeds -> data -> model and optimizer on the towers
 -> pretrained weights -> epochs of updates with evaluations -> best params -> submission -> analysis.
 Added: checkpoints and --resume, atomic writes, progress bars, TensorBoard scalars, a numeric
-guard, and one-line errors for bad input.
+guard, a memory check before TensorFlow starts, and one-line errors for bad input.
+
+Test hooks (environment variables, for tests/test_reliability.py; not for normal use):
+  GPT1_TF_INJECT_NAN_AT=<k>   the k-th training batch of the run (1-based, counted over epochs and
+                              across --resume; the update number unless one was skipped) gets a NaN
+                              loss and NaN gradients, as a numeric blow-up would.
+  GPT1_TF_KILL_AT=<point>:<k> the process SIGKILLs itself the k-th time it reaches <point>, one of
+                              KILL_POINTS: inside checkpoint writing, evaluation and best-params saving.
 """
 import argparse
 import hashlib
 import json
 import os
 import random
+import shutil
+import signal
 import sys
 import time
 
@@ -20,7 +29,23 @@ from gpt1_tf.errors import Gpt1Error
 DATASETS = ("rocstories",)
 EVAL_UPDATES = (1000, 2000, 4000, 8000, 16000, 32000)  # first-epoch evaluations of the original
 # flags that may differ between an interrupted run and its --resume
-RESUME_FREE = ("resume", "save_every", "stop_after_updates")
+# (--nan_policy too: a run stopped on a NaN may go on with --resume --nan_policy skip)
+RESUME_FREE = ("resume", "save_every", "stop_after_updates", "nan_policy")
+KEEP_CHECKPOINTS = 2
+KILL_POINTS = ("eval", "best_params", "tf_written", "pruning")
+_kill_counts = {}
+
+
+def _kill_point(point):
+    """Test hook: SIGKILL this process at the k-th `point` when GPT1_TF_KILL_AT=<point>:<k>."""
+    assert point in KILL_POINTS, point
+    where, _, k = os.environ.get("GPT1_TF_KILL_AT", "").partition(":")
+    if where == point:
+        _kill_counts[point] = _kill_counts.get(point, 0) + 1
+        if _kill_counts[point] == int(k or 1):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def build_parser():
@@ -163,6 +188,7 @@ class Run:
         self.logger = None
         self.writer = None
         self.ckpt = tf.train.Checkpoint(model=trainer.model, optimizer=trainer.optimizer)
+        self._last_checkpoint = None
 
     # --- evaluation (the original iter_apply / log / iter_predict) ---------------------------------
     def iter_apply(self, Xs, Ms, Ys, desc):
@@ -179,6 +205,7 @@ class Run:
         from sklearn.metrics import accuracy_score
         d, n_valid = self.data, self.n_valid
         tr_logits, tr_cost = self.iter_apply(d["trX"][:n_valid], d["trM"][:n_valid], d["trY"][:n_valid], "eval train")
+        _kill_point("eval")
         va_logits, va_cost = self.iter_apply(d["vaX"], d["vaM"], d["vaY"], "eval valid")
         tr_cost = tr_cost / len(d["trY"][:n_valid])
         va_cost = va_cost / n_valid
@@ -194,6 +221,7 @@ class Run:
         if self.args.submit and va_acc > self.best_score:
             self.best_score = va_acc
             self.save_params()
+            _kill_point("best_params")
 
     def save_params(self):
         from gpt1_tf.pretrained import get_params, save_params
@@ -213,49 +241,110 @@ class Run:
         return path
 
     # --- checkpoints --------------------------------------------------------------------------
-    def checkpoint(self, position, rng_state):
-        """Model + optimizer (TF checkpoint) and the loop state (JSON sidecar), both atomic."""
+    # A checkpoint is a TF checkpoint `ckpt-<update>-e<epoch>p<batch>.*` (model + optimizer) and its
+    # JSON sidecar `state-<update>.json` (loop state, RNG, log lines) pointing at it. The sidecar is
+    # written atomically after the TF files, so a sidecar only ever names a complete TF checkpoint;
+    # each TF prefix is written once (a new name when one update is saved twice, at the end of an
+    # epoch), so a complete checkpoint is never overwritten in place. Files no kept sidecar names
+    # (a killed write, TF's `_temp` folders, stale `.tmp` files) are removed by `_prune`.
+    def checkpoint(self, position, rng_state, n_skipped=0):
+        """Model + optimizer (TF checkpoint) and the loop state (JSON sidecar), then prune old ones."""
         from gpt1_tf.pretrained import atomic_write
         n = self.trainer.n_updates
-        prefix = self.ckpt.write(os.path.join(self.ckpt_dir, f"ckpt-{n:08d}"))
+        name = f"ckpt-{n:08d}-e{self.n_epochs}p{position}"
+        if name == self._last_checkpoint:
+            return  # already saved at this point (e.g. --save_every and --stop_after_updates together)
+        prefix = self.ckpt.write(os.path.join(self.ckpt_dir, name))
+        _kill_point("tf_written")
         state = dict(n_updates=n, n_epochs=self.n_epochs, position=position, best_score=self.best_score,
-                     rng_state=_rng_to_json(rng_state), log_lines=self.logger.lines,
+                     n_skipped=n_skipped, rng_state=_rng_to_json(rng_state), log_lines=self.logger.lines,
                      fingerprint=args_fingerprint(self.args), tf_prefix=os.path.basename(prefix))
         atomic_write(os.path.join(self.ckpt_dir, f"state-{n:08d}.json"), lambda f: f.write(json.dumps(state).encode()))
-        self._prune(keep=2)
+        self._last_checkpoint = name
+        self._prune(keep=KEEP_CHECKPOINTS)
+
+    def _sidecars(self):
+        if not os.path.isdir(self.ckpt_dir):
+            return []
+        return sorted(f for f in os.listdir(self.ckpt_dir) if f.startswith("state-") and f.endswith(".json"))
 
     def _prune(self, keep):
-        states = sorted(f for f in os.listdir(self.ckpt_dir) if f.startswith("state-") and f.endswith(".json"))
-        for old in states[:-keep]:
-            n = old[len("state-"):-len(".json")]
-            for f in os.listdir(self.ckpt_dir):
-                if f.startswith(f"ckpt-{n}.") or f == old:
-                    os.unlink(os.path.join(self.ckpt_dir, f))
+        """Keep the newest `keep` checkpoints; remove older sidecars first, then every file none names."""
+        if not os.path.isdir(self.ckpt_dir):
+            return
+        sidecars = self._sidecars()
+        kept, old = sidecars[len(sidecars) - keep:] if keep else [], sidecars[:len(sidecars) - keep]
+        for name in old:  # a sidecar goes before its TF files: never a sidecar naming missing files
+            os.unlink(os.path.join(self.ckpt_dir, name))
+        if old:
+            _kill_point("pruning")
+        prefixes = set()
+        for name in kept:
+            try:
+                with open(os.path.join(self.ckpt_dir, name), encoding="utf-8") as f:
+                    prefixes.add(json.load(f)["tf_prefix"])
+            except Exception:  # corrupt: restore_latest skips it; its TF files are not worth keeping
+                pass
+        for name in os.listdir(self.ckpt_dir):
+            if name in kept or not (name.startswith("ckpt-") or name.startswith(".state-")):
+                continue
+            if any(name == p + ".index" or name.startswith(p + ".data-") for p in prefixes):
+                continue
+            path = os.path.join(self.ckpt_dir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)  # TF's ckpt-..._temp folder of a killed write
+            else:
+                os.unlink(path)
+
+    def start_fresh(self):
+        """A new run: drop an earlier run's checkpoints (they would outrank this run's when pruned)."""
+        if self._sidecars():
+            print(f"{self.ckpt_dir}: removing the checkpoints of an earlier run (no --resume)", file=sys.stderr)
+        self._prune(keep=0)
+
+    def remove_stale_temp_files(self):
+        """`.tmp` files a killed atomic write left next to this run's outputs (never read)."""
+        owned = (self.log_path, self.params_path, os.path.join(self.args.submission_dir, "ROCStories.tsv"))
+        for path in owned:
+            directory, base = os.path.split(path)
+            if os.path.isdir(directory or "."):
+                for name in os.listdir(directory or "."):
+                    if name.startswith(f".{base}.") and name.endswith(".tmp"):
+                        os.unlink(os.path.join(directory, name))
 
     def restore_latest(self):
         """Restore the newest readable checkpoint (older ones as fall-back); returns its state or None."""
-        if not os.path.isdir(self.ckpt_dir):
-            return None
-        states = sorted((f for f in os.listdir(self.ckpt_dir) if f.startswith("state-") and f.endswith(".json")),
-                        reverse=True)
-        for name in states:
+        for name in reversed(self._sidecars()):
             path = os.path.join(self.ckpt_dir, name)
             try:
                 with open(path, encoding="utf-8") as f:
                     state = json.load(f)
-                if state["fingerprint"] != args_fingerprint(self.args):
-                    raise Gpt1Error(f"{path}: this checkpoint was made with other flags; resume with the same "
-                                    "flags, or remove the checkpoint directory to start over")
-                self.ckpt.read(os.path.join(self.ckpt_dir, state["tf_prefix"])).assert_existing_objects_matched()
-            except Gpt1Error:
-                raise
-            except Exception as err:  # corrupt JSON or TF checkpoint: fall back to the previous one
-                print(f"warning: {path}: unreadable checkpoint ({type(err).__name__}), trying an older one",
-                      file=sys.stderr)
+                fingerprint, prefix = state["fingerprint"], os.path.join(self.ckpt_dir, state["tf_prefix"])
+            except Exception as err:  # a garbled sidecar
+                _warn_unreadable(path, err)
+                continue
+            if fingerprint != args_fingerprint(self.args):
+                raise Gpt1Error(f"{path}: this checkpoint was made with other flags; resume with the same "
+                                "flags, or remove the checkpoint directory to start over")
+            try:
+                self.ckpt.read(prefix).assert_existing_objects_matched()
+                if self.trainer.n_updates != state["n_updates"]:
+                    raise ValueError(f"holds update {self.trainer.n_updates}, its sidecar says {state['n_updates']}")
+            except Exception as err:  # truncated or garbled TF files (checksums): fall back
+                _warn_unreadable(prefix, err)
                 continue
             self.n_epochs, self.best_score = state["n_epochs"], state["best_score"]
+            self._last_checkpoint = state["tf_prefix"]
             return state
+        if self._sidecars():  # the model may hold half a failed restore: do not train on it
+            raise Gpt1Error(f"{self.ckpt_dir}: no readable checkpoint to resume from; remove the folder "
+                            "and run again without --resume")
         return None
+
+
+def _warn_unreadable(path, err):
+    reason = f"{type(err).__name__}: {err}".splitlines()[0][:160]
+    print(f"warning: {path}: unreadable checkpoint ({reason}); falling back to an older one", file=sys.stderr)
 
 
 def _rng_to_json(state):
@@ -266,6 +355,36 @@ def _rng_to_json(state):
 def _rng_from_json(state):
     kind, keys, pos, has_gauss, cached = state
     return (kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached)
+
+
+def check_memory(args, model_cfg):
+    """Refuse, with one line, a run whose estimated memory clearly exceeds what the towers' device has.
+
+    Runs before TensorFlow sets up its devices (listing physical GPUs does not initialise them).
+    """
+    from gpt1_tf.memory import estimate_train_bytes, gib, physical_memory_bytes
+    import tensorflow as tf
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        try:
+            available = tf.config.experimental.get_device_details(gpus[0]).get("device_memory_size")
+        except Exception:
+            available = None
+        # one tower per GPU when there are enough, else all towers share the first (devices.py)
+        towers = 1 if len(gpus) >= args.n_gpu else args.n_gpu
+        where = "each GPU" if towers == 1 else "the GPU"
+    else:
+        available, towers, where = physical_memory_bytes(), args.n_gpu, "this machine"
+    if not available:
+        return  # unknown: let TensorFlow find out
+    need = estimate_train_bytes(model_cfg, args.n_batch, towers)
+    if need.total > available:
+        lower = "--n_batch" + (", --n_gpu" if towers > 1 else "") + " or --n_ctx"
+        raise Gpt1Error(
+            f"this run needs about {gib(need.total)} of memory ({towers} tower(s) of {args.n_batch} stories x 2 "
+            f"endings x {model_cfg.n_ctx} tokens: parameters and Adam state {gib(need.state)}, activations "
+            f"{gib(need.activations)}, LM logits {gib(need.logits)}) but {where} has {gib(available)}; "
+            f"lower {lower} (now --n_batch {args.n_batch} --n_gpu {args.n_gpu} --n_ctx {args.n_ctx})")
 
 
 def train(args):
@@ -285,6 +404,7 @@ def train(args):
     model_cfg = ModelConfig(n_vocab=n_vocab, n_ctx=n_ctx, n_embd=args.n_embd, n_head=args.n_head,
                             n_layer=args.n_layer, afn=args.afn, embd_pdrop=args.embd_pdrop,
                             attn_pdrop=args.attn_pdrop, resid_pdrop=args.resid_pdrop, clf_pdrop=args.clf_pdrop)
+    check_memory(args, model_cfg)
     n_train = len(data["trY"])
     n_batch_train = args.n_batch * args.n_gpu
     n_updates_total = (n_train // n_batch_train) * args.n_iter
@@ -335,23 +455,27 @@ def train(args):
         if args.n_transfer >= 0:
             raise Gpt1Error("--resume found no checkpoint and the pretrained weights were not loaded; "
                             "run again without --resume")
+    run.remove_stale_temp_files()
     if state is not None:
         run.logger = ResultLogger(run.log_path, lines=state["log_lines"])
         np.random.set_state(_rng_from_json(state["rng_state"]))
         start_position = state["position"]
+        n_skipped = state.get("n_skipped", 0)
         print(f"resumed at update {state['n_updates']} (epoch {state['n_epochs']}, batch {start_position})")
     else:
+        run.start_fresh()
         run.logger = ResultLogger(run.log_path, **vars(args))
         start_position = 0
+        n_skipped = 0
         if args.submit:
             run.save_params()
     run.writer = tf.summary.create_file_writer(os.path.join(args.log_dir, args.desc))
 
-    n_skipped = 0
+    inject_nan_at = int(os.environ.get("GPT1_TF_INJECT_NAN_AT") or 0)  # test hook (module docstring)
+    n_batches = n_train // n_batch_train
     for _ in range(run.n_epochs, args.n_iter):
         rng_state = np.random.get_state()
         trX, trM, trY = shuffle(data["trX"], data["trM"], data["trY"], random_state=np.random.mtrand._rand)
-        n_batches = n_train // n_batch_train
         bar = tqdm(iter_data(trX, trM, trY, n_batch=n_batch_train, truncate=True), total=n_batches,
                    desc=f"epoch {run.n_epochs + 1}/{args.n_iter}", ncols=100, leave=False, file=sys.stderr)
         for position, (xmb, mmb, ymb) in enumerate(bar):
@@ -360,6 +484,8 @@ def train(args):
             n_update = trainer.n_updates
             grads, clf_losses, norm = trainer.compute_gradients(xmb, mmb, ymb, n_update)
             cost = float(tf.reduce_mean(clf_losses))
+            if run.n_epochs * n_batches + position + 1 == inject_nan_at:
+                grads, cost, norm = [g * np.float32("nan") for g in grads], float("nan"), float("nan")
             if not (np.isfinite(cost) and np.isfinite(float(norm))):
                 if args.nan_policy == "stop":
                     raise Gpt1Error(f"non-finite loss ({cost}) or gradient norm ({float(norm)}) at update "
@@ -368,6 +494,8 @@ def train(args):
                 n_skipped += 1
                 run.logger.log(n_epochs=run.n_epochs, n_updates=n_update, skipped_update=n_update + 1,
                                n_skipped=n_skipped)
+                tqdm.write(f"warning: non-finite loss or gradient norm at update {n_update + 1}: skipped "
+                           f"({n_skipped} so far)", file=sys.stderr)
                 continue
             trainer.apply_gradients(grads)
             n_updates = trainer.n_updates
@@ -375,13 +503,13 @@ def train(args):
             with run.writer.as_default(step=n_updates):
                 tf.summary.scalar("train_clf_loss", cost)
                 tf.summary.scalar("lr", float(trainer.optimizer.scheduled_lr()))
-            if n_updates in EVAL_UPDATES and run.n_epochs == 0:
+            evaluate = n_updates in EVAL_UPDATES and run.n_epochs == 0
+            stop = args.stop_after_updates is not None and n_updates >= args.stop_after_updates
+            if evaluate:
                 run.log()
-                run.checkpoint(position + 1, rng_state)
-            elif n_updates % args.save_every == 0:
-                run.checkpoint(position + 1, rng_state)
-            if args.stop_after_updates is not None and n_updates >= args.stop_after_updates:
-                run.checkpoint(position + 1, rng_state)
+            if evaluate or stop or n_updates % args.save_every == 0:
+                run.checkpoint(position + 1, rng_state, n_skipped)
+            if stop:
                 bar.close()
                 run.writer.flush()
                 print(f"stopped after update {n_updates} (--stop_after_updates); continue with --resume")
@@ -390,7 +518,7 @@ def train(args):
         start_position = 0
         run.n_epochs += 1
         run.log()
-        run.checkpoint(0, np.random.get_state())
+        run.checkpoint(0, np.random.get_state(), n_skipped)
     run.writer.flush()
 
     if args.submit:

@@ -163,7 +163,7 @@ class TrainerTest(tf.test.TestCase):
 
     def test_default_path_gradients_and_eval(self):
         X, M, Y = story_batch(np.random.RandomState(7), 4)
-        for pdrop in (0.0, 0.2):
+        for pdrop in (0.2,):  # without dropout: LeverTest.test_prefix_sharing_without_dropout
             with self.subTest(pdrop=pdrop):
                 ref, fast = self.trainers(pdrop)
                 g_ref, clf_ref, norm_ref = ref.compute_gradients(X, M, Y, 3)
@@ -178,12 +178,12 @@ class TrainerTest(tf.test.TestCase):
     def test_xla_update_equals_the_plain_one(self):
         X, M, Y = story_batch(np.random.RandomState(8), 4)
         ref, fast = self.trainers(0.1, jit_apply=True)
-        for step in range(2):
-            ref.train_step(X, M, Y, step)
-            fast.train_step(X, M, Y, step)
+        ref._apply_fn = tf.function(ref._apply, jit_compile=False)  # the plain update, whatever the default
+        ref.train_step(X, M, Y, 0)
+        fast.train_step(X, M, Y, 0)
         for a, b in zip(fast.params, ref.params):
             self.assertAllClose(a, b, atol=1e-6, rtol=0)
-        self.assertEqual(fast.n_updates, 2)
+        self.assertEqual(fast.n_updates, 1)
 
 
 if __name__ == "__main__":

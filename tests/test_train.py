@@ -148,15 +148,25 @@ class TowersTest(tf.test.TestCase):
         for name, towers in (("four", ["--n_gpu", "4", "--n_batch", "2"]), ("one", ["--n_gpu", "1", "--n_batch", "8"])):
             os.makedirs(os.path.join(root, name))
             proc = run_train(os.path.join(root, name), *flags, *towers)
-        self.assertIn("towers: 1", proc.stdout)
+            self.assertIn(f"towers: {towers[1]}", proc.stdout)
         four, one = final_checkpoint_arrays(os.path.join(root, "four")), final_checkpoint_arrays(os.path.join(root, "one"))
-        moved = 0.0
+        self.assertEqual(sorted(four), sorted(one))
+        compared = 0
         for k in four:
-            if "model" in k and "optimizer" not in k:
-                scale = np.abs(one[k]).max()
-                self.assertAllClose(four[k], one[k], rtol=1e-5, atol=1e-5 * scale, msg=k)
-                moved += 1
-        self.assertGreater(moved, 10)
+            if four[k].shape == (1,):  # clf/b and its two Adam slots, the only arrays of shape (1,)
+                # clf/b gets a mathematically zero gradient (it shifts both endings' logits equally);
+                # its Adam updates are amplified rounding noise whose value depends on how the batch
+                # is summed, so tower splits change it (the original's too, SPEC). It never changes an
+                # output: the evaluation costs and accuracies below must still agree.
+                continue
+            scale = np.abs(one[k]).max()
+            self.assertAllClose(four[k], one[k], rtol=1e-5, atol=1e-5 * scale, msg=k)
+            compared += 1
+        self.assertEqual(compared, len(four) - 3)
+        log4, log1 = log_without_time(os.path.join(root, "four")), log_without_time(os.path.join(root, "one"))
+        for e4, e1 in zip(log4[1:], log1[1:]):
+            for key in ("tr_cost", "va_cost", "tr_acc", "va_acc"):
+                self.assertAllClose(e4[key], e1[key], rtol=1e-5, atol=0, msg=key)
 
 
 class BadInputTest(tf.test.TestCase):

@@ -1,0 +1,81 @@
+"""How much memory a fine-tuning run needs, estimated before TensorFlow builds anything.
+
+Pure arithmetic on the config (no TensorFlow import), so `train.py` can refuse a run that cannot
+fit with one line instead of an out-of-memory crash minutes later. Calibrated on the full model:
+8 stories x 2 endings, n_ctx 77, one tower -> ~5 GB; the original's peak RSS was 5.7 GB
+(../shared/gpt1/PERF.md).
+"""
+import dataclasses
+import os
+
+BYTES = 4  # float32
+STATE_COPIES = 4  # parameters, Adam m and v, gradients
+# float32 values kept per token and layer for the backward pass (TensorFlow's unfused ops):
+# attention ~14 x n_embd (c_attn, split heads, merge, c_proj, dropout, residual, ln_1), MLP ~20 x n_embd
+# (c_fc, the tanh-GELU intermediates, c_proj, dropout, residual, ln_2) ...
+ACT_PER_EMBD = 34
+# ... and per head: scores, mask, softmax, dropout mask, dropped probabilities, each T wide
+ACT_PER_HEAD_T = 5
+LOGIT_COPIES = 3  # LM head logits, log-softmax, its gradient
+RUNTIME_BYTES = 512 * 2**20  # TensorFlow, NumPy and the data themselves
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes a run needs, by kind; `total` is what is compared with the available memory."""
+
+    state: int  # parameters, Adam m and v, gradients, on every tower
+    activations: int  # kept for the backward pass, all towers
+    logits: int  # the LM head over the whole embedding table, all towers
+    runtime: int = RUNTIME_BYTES
+
+    @property
+    def total(self):
+        return self.state + self.activations + self.logits + self.runtime
+
+
+def n_params(cfg):
+    """Number of parameters: we, 12 arrays per layer, clf/w and clf/b."""
+    e = cfg.n_embd
+    # c_attn (e, 3e)+3e, attn c_proj (e, e)+e, ln_1 2e, c_fc (e, 4e)+4e, mlp c_proj (4e, e)+e, ln_2 2e
+    per_layer = 12 * e * e + 13 * e
+    return cfg.n_table * e + cfg.n_layer * per_layer + e + 1
+
+
+def estimate_train_bytes(model_cfg, n_batch, n_gpu):
+    """Memory of training with n_gpu towers of n_batch stories each, all on one device.
+
+    MirroredStrategy keeps a copy of the parameters and Adam slots on every tower and each tower
+    holds its own gradients and activations; for towers on separate devices, pass n_gpu=1 to get
+    one device's share. Sequences are taken at full n_ctx (trimming only lowers the real need).
+    """
+    T = model_cfg.n_ctx
+    tokens = n_batch * 2 * T  # [n_batch, 2 endings, n_ctx] per tower
+    per_token_layer = ACT_PER_EMBD * model_cfg.n_embd + ACT_PER_HEAD_T * model_cfg.n_head * T
+    return MemoryEstimate(
+        state=n_gpu * STATE_COPIES * BYTES * n_params(model_cfg),
+        activations=n_gpu * BYTES * tokens * model_cfg.n_layer * per_token_layer,
+        logits=n_gpu * LOGIT_COPIES * BYTES * tokens * model_cfg.n_table,
+    )
+
+
+def physical_memory_bytes():
+    """RAM of this machine, or the cgroup's limit when lower; None when unknown."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        total = None
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                limit = int(f.read().strip())
+        except (OSError, ValueError):  # absent, or "max"
+            continue
+        if total is None or 0 < limit < total:
+            total = limit
+    return total
+
+
+def gib(n):
+    """Bytes as a short human figure: '5.3 GiB'."""
+    return f"{n / 2**30:.1f} GiB"

@@ -1,0 +1,364 @@
+"""Reliability of train.py: SIGKILLed runs resume to the same result, corrupt checkpoints fall back,
+numeric blow-ups stop or skip cleanly, and a run that cannot fit in memory is refused up front.
+
+The subprocess runs go in two lanes, two at a time (2 cores): the kill chain and its uninterrupted
+twin in one; a stopped run, its NaN and corrupt-checkpoint continuations in the other.
+Kill points are drawn from a seeded RNG; the in-process hooks are documented in gpt1_tf/finetune.py.
+"""
+import concurrent.futures
+import contextlib
+import hashlib
+import io
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import joblib
+import numpy as np
+import tensorflow as tf
+
+from helpers import REPO, write_tiny_cloze
+from test_train import TINY, final_checkpoint_arrays, log_without_time
+from gpt1_tf import finetune
+from gpt1_tf.config import ModelConfig
+from gpt1_tf.memory import estimate_train_bytes, n_params
+
+SEED = 1234  # kill points
+# dropout on (TINY keeps the 0.1 defaults), a checkpoint after every update
+FLAGS = TINY + ["--n_gpu", "2", "--n_batch", "2", "--submit", "--analysis", "--save_every", "1"]
+N_UPDATES = 8  # 16 train stories / 4 per update x 2 epochs
+TIMEOUT = 300
+
+
+class Proc:
+    """What a finished (or killed) train.py process left: return code, stdout, stderr."""
+
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+    def lines(self, prefix):
+        """stderr lines starting with `prefix` (progress bars use \\r, so split on both)."""
+        return [l.strip() for l in self.stderr.replace("\r", "\n").splitlines() if l.strip().startswith(prefix)]
+
+
+def start_train(workdir, *args, env=None, kill_after=None, delay=0.0):
+    """python train.py ... in `workdir`; with kill_after, SIGKILL it `delay` s after that text shows on stderr."""
+    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO, **(env or {}))
+    for k in ("GPT1_TF_KILL_AT", "GPT1_TF_INJECT_NAN_AT"):
+        if k not in (env or {}):
+            full_env.pop(k, None)
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen([sys.executable, os.path.join(REPO, "train.py"), *args], cwd=workdir,
+                                env=full_env, stdout=out, stderr=subprocess.PIPE)
+        err = b""
+        if kill_after is not None:
+            while kill_after.encode() not in err:
+                chunk = proc.stderr.read1(65536)
+                if not chunk:
+                    break
+                err += chunk
+            else:
+                time.sleep(delay)
+                proc.send_signal(signal.SIGKILL)
+        err += proc.communicate(timeout=TIMEOUT)[1]
+        out.seek(0)
+        return Proc(proc.returncode, out.read().decode(), err.decode(errors="replace"))
+
+
+def ckpt_dir(workdir):
+    return os.path.join(workdir, "save", "rocstories", "checkpoints")
+
+
+def readable_state(workdir):
+    """Every file a resume would read parses: sidecars, their TF checkpoints, the log, best params.
+
+    Returns the problems found (an empty list when all is well) and the newest sidecar's n_updates.
+    """
+    problems, newest = [], None
+    d = ckpt_dir(workdir)
+    for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+        if not (name.startswith("state-") and name.endswith(".json")):
+            continue
+        try:
+            with open(os.path.join(d, name)) as f:
+                state = json.load(f)
+            prefix = os.path.join(d, state["tf_prefix"])
+            reader = tf.train.load_checkpoint(prefix)
+            for key, _ in tf.train.list_variables(prefix):
+                reader.get_tensor(key)
+            newest = state["n_updates"]
+        except Exception as err:
+            problems.append(f"{name}: {type(err).__name__}: {err}")
+    log = os.path.join(workdir, "log", "rocstories.jsonl")
+    if os.path.exists(log):
+        with open(log) as f:
+            for i, line in enumerate(f):
+                try:
+                    json.loads(line)
+                except ValueError:
+                    problems.append(f"log line {i + 1} is not JSON")
+    params = os.path.join(workdir, "save", "rocstories", "best_params.jl")
+    if os.path.exists(params):
+        try:
+            joblib.load(params)
+        except Exception as err:
+            problems.append(f"best_params.jl: {type(err).__name__}")
+    return problems, newest
+
+
+def file_hashes(workdir, *subdirs):
+    out = {}
+    for sub in subdirs:
+        for root, _, files in os.walk(os.path.join(workdir, sub)):
+            for name in files:
+                path = os.path.join(root, name)
+                with open(path, "rb") as f:
+                    out[os.path.relpath(path, workdir)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def leftovers(workdir):
+    """Temporary files anywhere, and checkpoint files no sidecar names."""
+    found = []
+    for root, dirs, files in os.walk(workdir):
+        found += [os.path.join(root, f) for f in files if f.endswith(".tmp")]
+        found += [os.path.join(root, d) for d in dirs if "_temp" in d]
+    d = ckpt_dir(workdir)
+    prefixes = []
+    for name in os.listdir(d):
+        if name.startswith("state-"):
+            with open(os.path.join(d, name)) as f:
+                prefixes.append(json.load(f)["tf_prefix"])
+    found += [n for n in os.listdir(d) if n.startswith("ckpt-") and n.split(".")[0] not in prefixes]
+    return found
+
+
+class ReliabilityTest(tf.test.TestCase):
+    """Kill-and-resume, corrupt checkpoints and the NaN guard, all against one uninterrupted run."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.t0 = time.time()
+        cls.root = tempfile.mkdtemp()
+        cls.data = write_tiny_cloze(os.path.join(cls.root, "data"))
+        cls.flags = FLAGS + ["--data_dir", cls.data]
+        cls.rng = random.Random(SEED)
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            lanes = [pool.submit(cls.kill_lane), pool.submit(cls.stopped_lane)]
+            for lane in lanes:
+                lane.result()
+        print(f"\nreliability runs: {time.time() - cls.t0:.0f} s", file=sys.stderr)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    @classmethod
+    def dir(cls, name):
+        path = os.path.join(cls.root, name)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    # --- lane 1: kill chain, then the uninterrupted reference ---------------------------------
+    @classmethod
+    def kill_lane(cls):
+        rng, d = cls.rng, cls.dir("killed")
+        # 1) between the TF checkpoint files and their JSON sidecar, at update 1..3 of epoch 1
+        # 2) at the epoch-1 evaluation: mid-evaluation, after best_params.jl / before the checkpoint,
+        #    or mid-prune (old sidecar deleted, its TF files not yet)
+        # 3) from outside, a random moment after the first update of the resumed process (mid-epoch)
+        plan = [dict(env={"GPT1_TF_KILL_AT": f"tf_written:{rng.randint(1, 3)}"}),
+                dict(env={"GPT1_TF_KILL_AT": rng.choice(["eval:1", "best_params:1", "pruning:2"])}),
+                dict(kill_after="loss=", delay=rng.uniform(0.0, 0.4))]
+        cls.kills = []
+        for i, how in enumerate(plan):
+            proc = start_train(d, *cls.flags, *(["--resume"] if i else []), **how)
+            problems, newest = readable_state(d)
+            cls.kills.append((how, proc, problems, newest))
+        cls.resumed = start_train(d, *cls.flags, "--resume")
+        cls.reference = start_train(cls.dir("reference"), *cls.flags)
+
+    # --- lane 2: a run stopped at update 5, then NaN and corrupt-checkpoint continuations ------
+    @classmethod
+    def stopped_lane(cls):
+        base = cls.dir("stopped")
+        cls.stopped = start_train(base, *cls.flags, "--stop_after_updates", "5")
+        for name in ("nan", "corrupt_data", "corrupt_state"):
+            shutil.copytree(base, os.path.join(cls.root, name))
+        nan = os.path.join(cls.root, "nan")
+        cls.before_nan = file_hashes(nan, "save", "log/rocstories.jsonl")
+        cls.nan_stop = start_train(nan, *cls.flags, "--resume", "--nan_policy", "stop",
+                                   env={"GPT1_TF_INJECT_NAN_AT": "6"})
+        cls.after_nan = file_hashes(nan, "save", "log/rocstories.jsonl")
+        cls.nan_stop_state = readable_state(nan)
+        cls.nan_skip = start_train(nan, *cls.flags, "--resume", "--nan_policy", "skip",
+                                   env={"GPT1_TF_INJECT_NAN_AT": "6"})
+
+        d = ckpt_dir(os.path.join(cls.root, "corrupt_data"))
+        with open(os.path.join(d, "state-00000005.json")) as f:
+            prefix = json.load(f)["tf_prefix"]
+        cls.corrupt_data_file = f"{prefix}.data-00000-of-00001"
+        path = os.path.join(d, cls.corrupt_data_file)
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
+        cls.corrupt_data = start_train(os.path.join(cls.root, "corrupt_data"), *cls.flags, "--resume")
+
+        with open(os.path.join(ckpt_dir(os.path.join(cls.root, "corrupt_state")), "state-00000005.json"), "r+b") as f:
+            f.seek(40)
+            f.write(b"\x00garbled\xff")
+        cls.corrupt_state = start_train(os.path.join(cls.root, "corrupt_state"), *cls.flags, "--resume")
+
+    # --- checks ----------------------------------------------------------------------------------
+    def assertOk(self, proc):
+        self.assertEqual(proc.returncode, 0, f"{proc.stdout}\n{proc.stderr[-3000:]}")
+
+    def assertSameRun(self, name):
+        """Log (minus time and the resume flag), every float tensor of the newest checkpoint,
+        best_params.jl and the submission equal those of the uninterrupted run."""
+        a, b = os.path.join(self.root, "reference"), os.path.join(self.root, name)
+        self.assertEqual(log_without_time(a), log_without_time(b))
+        fa, fb = final_checkpoint_arrays(a), final_checkpoint_arrays(b)
+        self.assertEqual(sorted(fa), sorted(fb))
+        self.assertGreater(len(fa), 10)
+        for k in fa:
+            self.assertAllEqual(fa[k], fb[k], msg=k)
+        pa = joblib.load(os.path.join(a, "save", "rocstories", "best_params.jl"))
+        pb = joblib.load(os.path.join(b, "save", "rocstories", "best_params.jl"))
+        self.assertEqual(len(pa), len(pb))
+        for x, y in zip(pa, pb):
+            self.assertAllEqual(x, y)
+        with open(os.path.join(a, "submission", "ROCStories.tsv")) as f1, \
+                open(os.path.join(b, "submission", "ROCStories.tsv")) as f2:
+            self.assertEqual(f1.read(), f2.read())
+        self.assertEqual(leftovers(b), [])
+
+    def test_reference_run(self):
+        self.assertOk(self.reference)
+        self.assertIn("ROCStories Test Accuracy", self.reference.stdout)
+        self.assertEqual(leftovers(os.path.join(self.root, "reference")), [])
+
+    def test_killed_and_resumed_equals_uninterrupted(self):
+        for how, proc, problems, newest in self.kills:
+            self.assertEqual(proc.returncode, -signal.SIGKILL, f"{how}: not killed\n{proc.stderr[-2000:]}")
+            self.assertEqual(problems, [], how)  # no half-written file after any kill
+        self.assertOk(self.resumed)
+        self.assertIn("resumed at update", self.resumed.stdout)
+        self.assertSameRun("killed")
+
+    def test_corrupt_checkpoint_data_falls_back(self):
+        self.assertOk(self.corrupt_data)
+        warnings = self.corrupt_data.lines("warning:")
+        self.assertLen(warnings, 1, self.corrupt_data.stderr)
+        self.assertIn(self.corrupt_data_file.split(".")[0], warnings[0])
+        self.assertIn("resumed at update 4", self.corrupt_data.stdout)
+        self.assertSameRun("corrupt_data")
+
+    def test_corrupt_sidecar_falls_back(self):
+        self.assertOk(self.corrupt_state)
+        warnings = self.corrupt_state.lines("warning:")
+        self.assertLen(warnings, 1, self.corrupt_state.stderr)
+        self.assertIn("state-00000005.json", warnings[0])
+        self.assertIn("resumed at update 4", self.corrupt_state.stdout)
+        self.assertSameRun("corrupt_state")
+
+    def test_nan_stop_keeps_the_last_good_checkpoint(self):
+        self.assertOk(self.stopped)
+        proc = self.nan_stop
+        self.assertEqual(proc.returncode, 1, proc.stderr[-2000:])
+        errors = proc.lines("error:")
+        self.assertLen(errors, 1, proc.stderr)
+        self.assertIn("update 6", errors[0])
+        self.assertNotIn("Traceback", proc.stderr)
+        self.assertEqual(self.after_nan, self.before_nan)  # checkpoints, best params, log: untouched
+        problems, newest = self.nan_stop_state
+        self.assertEqual((problems, newest), ([], 5))
+
+    def test_nan_skip_drops_the_update_and_finishes(self):
+        proc, d = self.nan_skip, os.path.join(self.root, "nan")
+        self.assertOk(proc)
+        self.assertLen(proc.lines("warning: non-finite"), 1, proc.stderr)
+        with open(os.path.join(d, "log", "rocstories.jsonl")) as f:
+            records = [json.loads(line) for line in f][1:]
+        skipped = [r for r in records if "skipped_update" in r]
+        self.assertLen(skipped, 1)
+        self.assertEqual((skipped[0]["skipped_update"], skipped[0]["n_skipped"]), (6, 1))
+        self.assertEqual([r["n_updates"] for r in records if "va_acc" in r], [4, N_UPDATES - 1])
+        arrays = final_checkpoint_arrays(d)
+        for k, v in arrays.items():
+            self.assertTrue(np.all(np.isfinite(v)), k)
+        with open(os.path.join(ckpt_dir(d), "state-00000007.json")) as f:
+            self.assertEqual(json.load(f)["n_skipped"], 1)
+        self.assertTrue(os.path.exists(os.path.join(d, "submission", "ROCStories.tsv")))
+
+
+def run_main_in(root, args):
+    """finetune.main(args) in this process with cwd = root; (exit code, stderr lines without progress bars)."""
+    cwd, err = os.getcwd(), io.StringIO()
+    os.chdir(root)
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = finetune.main(args)
+    finally:
+        os.chdir(cwd)
+    lines = [l.strip() for l in err.getvalue().replace("\r", "\n").splitlines()]
+    return code, [l for l in lines if l and "it/s" not in l and "s/it" not in l and "%|" not in l]
+
+
+class NaturalBlowUpTest(tf.test.TestCase):
+    """A real divergence, no hook: --lr 1e30 without clipping turns update 2's gradients to NaN."""
+
+    def test_huge_lr_stops_with_one_line(self):
+        root = tempfile.mkdtemp()
+        data = write_tiny_cloze(os.path.join(root, "data"))
+        # in this process (one tower needs no device setup); it turns on op determinism here, as every
+        # CPU run of train.py does
+        code, lines = run_main_in(root, TINY + ["--data_dir", data, "--n_gpu", "1", "--n_batch", "4", "--submit",
+                                                "--save_every", "1", "--lr", "1e30", "--max_grad_norm", "-1"])
+        self.assertEqual(code, 1, lines)
+        self.assertLen(lines, 1, lines)
+        self.assertRegex(lines[0], r"^error: non-finite loss .* at update 2; stopped")
+        problems, newest = readable_state(root)
+        self.assertEqual((problems, newest), ([], 1))  # the last good checkpoint, intact
+        params = joblib.load(os.path.join(root, "save", "rocstories", "best_params.jl"))
+        self.assertTrue(all(np.all(np.isfinite(p)) for p in params))
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class MemoryTest(tf.test.TestCase):
+    """The memory estimate against a measured figure, and the one-line refusal before TF starts."""
+
+    def test_full_gpt1_near_the_original_peak(self):
+        self.assertEqual(n_params(ModelConfig()), 116_537_857)  # GPT-1's ~116.5M (n_ctx 512 positions)
+        # ../shared/gpt1/PERF.md: the original's peak RSS, 8 stories x 2 endings, n_ctx 77: 5.7 GB
+        need = estimate_train_bytes(ModelConfig(n_ctx=77), n_batch=8, n_gpu=1).total
+        self.assertBetween(need, 5.7e9 / 2, 5.7e9 * 2)
+
+    def test_scaling(self):
+        cfg = ModelConfig(n_ctx=77)
+        one, four = estimate_train_bytes(cfg, 8, 1), estimate_train_bytes(cfg, 8, 4)
+        self.assertEqual(four.state, 4 * one.state)  # every tower holds parameters, m, v, gradients
+        self.assertEqual(four.activations, 4 * one.activations)
+        self.assertGreater(estimate_train_bytes(cfg, 16, 1).total, one.total)
+        self.assertGreater(estimate_train_bytes(ModelConfig(n_ctx=512), 8, 1).total, one.total)
+
+    def test_huge_batch_refused_before_tensorflow_setup(self):
+        root = tempfile.mkdtemp()
+        data = write_tiny_cloze(os.path.join(root, "data"))
+        code, lines = run_main_in(root, TINY + ["--data_dir", data, "--n_gpu", "1", "--n_batch", "10000000"])
+        self.assertEqual(code, 1, lines)
+        self.assertLen(lines, 1, lines)
+        self.assertRegex(lines[0], r"^error: this run needs about [\d.]+ GiB .* has [\d.]+ GiB; lower --n_batch")
+        self.assertIn("--n_ctx", lines[0])
+        self.assertFalse(os.path.exists(os.path.join(root, "log")))  # nothing written
+        self.assertFalse(os.path.exists(os.path.join(root, "save")))
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    tf.test.main()
