@@ -85,11 +85,13 @@ class LeverTest(tf.test.TestCase):
         for pdrop in pdrops:
             model = make_model(pdrop)
             for name, X, M, Y in self.cases():
+                if name == "odd" and len(pdrops) > 1 and not pdrop:
+                    continue  # the odd batch once, with dropout (keeps the file under a minute)
                 for train in training:
                     with self.subTest(batch=name, pdrop=pdrop, training=train):
                         seed = tf.constant([3, 11], tf.int64) if pdrop else None
                         want = forward_and_grads(model, X, M, Y, training=train, seed=seed, **REFERENCE)
-                        if pdrop and train:  # the test must see dropout at work
+                        if pdrop and train and name == "stories":  # the test must see dropout at work
                             plain = forward_and_grads(model, X, M, Y, training=False, **REFERENCE)
                             self.assertGreater(np.abs(plain[0] - want[0]).max(), 1e-3)
                         self.assert_same(lever(model, X, M, Y, train, seed), want, name)
@@ -149,11 +151,10 @@ class LeverTest(tf.test.TestCase):
 class TrainerTest(tf.test.TestCase):
     """The Trainer's default path (trim, packing, masked head) against its original mode."""
 
-    def trainers(self, pdrop, **options):
+    def trainers(self, pdrop, ref_options=dict(trim=False, packed=False, lm_head="full"), **options):
         strategy = tf.distribute.get_strategy()
         opt_cfg = OptConfig(t_total=10, max_grad_norm=1.0, l2=0.01)
-        ref = Trainer(config(pdrop), opt_cfg, strategy=strategy, lm_coef=0.5, trim=False, packed=False,
-                      lm_head="full")
+        ref = Trainer(config(pdrop), opt_cfg, strategy=strategy, lm_coef=0.5, **ref_options)
         fast = Trainer(config(pdrop), opt_cfg, strategy=strategy, lm_coef=0.5, **options)
         init = make_model(pdrop).params_in_order()
         for t in (ref, fast):
@@ -177,8 +178,8 @@ class TrainerTest(tf.test.TestCase):
 
     def test_xla_update_equals_the_plain_one(self):
         X, M, Y = story_batch(np.random.RandomState(8), 4)
-        ref, fast = self.trainers(0.1, jit_apply=True)
-        ref._apply_fn = tf.function(ref._apply, jit_compile=False)  # the plain update, whatever the default
+        # same gradients; the update plain in one, XLA-fused in the other
+        ref, fast = self.trainers(0.1, ref_options=dict(jit_apply=False), jit_apply=True)
         ref.train_step(X, M, Y, 0)
         fast.train_step(X, M, Y, 0)
         for a, b in zip(fast.params, ref.params):
