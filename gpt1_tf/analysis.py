@@ -54,6 +54,8 @@ def read_log(log_path):
             record = json.loads(line)
         except ValueError:
             raise DataError(log_path, "not a JSON object", line_no) from None
+        if line_no > 1 and isinstance(record, dict) and "skipped_update" in record:
+            continue  # an update dropped by --nan_policy skip, not an evaluation
         if line_no > 1 and not (isinstance(record, dict) and isinstance(record.get("va_acc"), (int, float))):
             raise DataError(log_path, "evaluation record without a numeric 'va_acc'", line_no)
         logs.append(record)

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from helpers import ADAM_CASES, load_batches, load_fixture, model_config, params_of
+from helpers import ADAM_CASES, ADAM_REFERENCE, load_batches, load_fixture, model_config, params_of
 from gpt1_tf.model import TransformerModel, train_loss
 from gpt1_tf.opt import OpenAIAdam, lr_schedules
 from gpt1_tf.pretrained import get_params, set_params
@@ -13,7 +13,11 @@ OPT_TOL = 1e-6  # SPEC / issue: parameters after the optimizer steps within 1e-6
 
 
 def run_fixture(name):
-    """Replay a golden adam_* case: returns (our params after the steps, the original's)."""
+    """Replay a golden adam_* case: returns (our params after the steps, the reference's, names).
+
+    The step runs as the original's did: a graph (tf.function) whose gradients come from
+    tf.gradients, so Grappler sums them in the original's order (see gpt1_tf/trainer.py).
+    """
     arrays, meta = load_fixture(name)
     batches, o = load_batches(name), meta["opt"]
     model = TransformerModel(model_config(meta["hp"]))
@@ -21,12 +25,19 @@ def run_fixture(name):
     params = model.params_in_order()
     opt = OpenAIAdam(lr=o["lr"], schedule=o["lr_schedule"], warmup=o["lr_warmup"], t_total=o["t_total"],
                      l2=o["l2"], vector_l2=o["vector_l2"], max_grad_norm=o["max_grad_norm"])
+    opt.build(params)
+
+    @tf.function
+    def gradients(X, M, Y):
+        _, clf_losses, lm_losses = model(X, M, Y, training=True, lm_head="full")
+        loss = train_loss(clf_losses, lm_losses, o["lm_coef"])
+        return [tf.convert_to_tensor(g) for g in tf.gradients(loss, params)]
+
+    apply = tf.function(lambda grads: opt.apply(grads, params))
     for s in range(o["steps"]):
-        with tf.GradientTape() as tape:
-            _, clf_losses, lm_losses = model(batches[f"X_{s}"], batches[f"M_{s}"], batches[f"Y_{s}"], training=True)
-            loss = train_loss(clf_losses, lm_losses, o["lm_coef"])
-        opt.apply(tape.gradient(loss, params), params)
-    return get_params(model), params_of(arrays, "after"), meta["param_names"]
+        apply(gradients(batches[f"X_{s}"], batches[f"M_{s}"], batches[f"Y_{s}"]))
+    reference, _ = load_fixture(ADAM_REFERENCE[name])
+    return get_params(model), params_of(reference, "after"), meta["param_names"]
 
 
 class AdamParityTest(tf.test.TestCase):

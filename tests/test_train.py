@@ -12,7 +12,7 @@ import joblib
 import numpy as np
 import tensorflow as tf
 
-from helpers import ADAM_CASES, REPO, load_batches, load_fixture, model_config, params_of, write_tiny_cloze
+from helpers import ADAM_CASES, ADAM_REFERENCE, REPO, load_batches, load_fixture, model_config, params_of, write_tiny_cloze
 from gpt1_tf import finetune
 from gpt1_tf.config import OptConfig
 from gpt1_tf.pretrained import get_params, save_shards, set_params
@@ -266,25 +266,60 @@ class BadInputTest(tf.test.TestCase):
 
 
 class StepParityTest(tf.test.TestCase):
-    """train.py's step (Trainer on towers, trimmed batches) against the golden adam_* fixtures."""
+    """train.py's step (Trainer on the towers) against the golden adam_* fixtures."""
 
-    def test_trainer_steps_match_the_original(self):
+    def replay(self, name, **trainer_options):
         from gpt1_tf.devices import make_strategy
         from gpt1_tf.trainer import Trainer
         strategy = make_strategy([d.name for d in tf.config.list_logical_devices("CPU")][:1])
+        arrays, meta = load_fixture(name)
+        b, o = load_batches(name), meta["opt"]
+        opt_cfg = OptConfig(lr=o["lr"], lr_schedule=o["lr_schedule"], lr_warmup=o["lr_warmup"],
+                            t_total=o["t_total"], l2=o["l2"], vector_l2=o["vector_l2"],
+                            max_grad_norm=o["max_grad_norm"])
+        trainer = Trainer(model_config(meta["hp"]), opt_cfg, strategy=strategy, lm_coef=o["lm_coef"],
+                          **trainer_options)
+        set_params(trainer.model, params_of(arrays, "before"))
+        for s in range(o["steps"]):
+            trainer.train_step(b[f"X_{s}"], b[f"M_{s}"], b[f"Y_{s}"], s)
+        reference, _ = load_fixture(ADAM_REFERENCE[name])
+        return get_params(trainer.model), params_of(reference, "after"), meta["param_names"]
+
+    def test_exact_step_matches_the_original_bit_for_bit(self):
         for name in ADAM_CASES:
             with self.subTest(fixture=name):
-                arrays, meta = load_fixture(name)
-                b, o = load_batches(name), meta["opt"]
-                opt_cfg = OptConfig(lr=o["lr"], lr_schedule=o["lr_schedule"], lr_warmup=o["lr_warmup"],
-                                    t_total=o["t_total"], l2=o["l2"], vector_l2=o["vector_l2"],
-                                    max_grad_norm=o["max_grad_norm"])
-                trainer = Trainer(model_config(meta["hp"]), opt_cfg, strategy=strategy, lm_coef=o["lm_coef"])
-                set_params(trainer.model, params_of(arrays, "before"))
-                for s in range(o["steps"]):
-                    trainer.train_step(b[f"X_{s}"], b[f"M_{s}"], b[f"Y_{s}"], s)
-                for p, w, n in zip(get_params(trainer.model), params_of(arrays, "after"), meta["param_names"]):
+                ours, want, names = self.replay(name, exact=True)
+                for p, w, n in zip(ours, want, names):
                     self.assertAllClose(p, w, atol=1e-6, rtol=0, msg=f"{name}: {n}")
+
+    def test_default_fast_step_matches_the_original(self):
+        # trimming, packing, the masked LM head and the fused update reorder float sums, so this path is
+        # held to the speed levers' tolerance (issue 5: outputs and gradients within 1e-5), not to the
+        # bit-exact path's 1e-6 above. Parameters whose true gradient is identically zero are left out:
+        # their Adam updates are amplified rounding noise that depends on the summation order, and they
+        # change no output (tests/test_perf_levers.py checks outputs and gradients of these levers).
+        for name in ADAM_CASES:
+            with self.subTest(fixture=name):
+                ours, want, names = self.replay(name)
+                lm_coef = load_fixture(name)[1]["opt"]["lm_coef"]
+                free = gradient_free(names, lm_coef)
+                self.assertIn("model/clf/b:0", free)
+                for p, w, n in zip(ours, want, names):
+                    if n not in free:
+                        self.assertAllClose(p, w, atol=1e-5, rtol=0, msg=f"{name}: {n}")
+
+
+def gradient_free(names, lm_coef):
+    """Parameters that shift both endings' clf logits alike and nothing else: zero true gradient.
+
+    clf/b always (a 2-way softmax is shift-invariant); without the LM term also the last block's
+    ln_2/b, which adds one vector to every final hidden state, hence c.w to both logits.
+    """
+    free = {"model/clf/b:0"}
+    if lm_coef <= 0:
+        last = max(int(n.split("/")[1][1:]) for n in names if n.startswith("model/h"))
+        free.add(f"model/h{last}/ln_2/b:0")
+    return free
 
 
 if __name__ == "__main__":
