@@ -7,22 +7,14 @@ import json
 from sklearn.metrics import accuracy_score
 
 from gpt1_tf.datasets import rocstories_test_labels
-from gpt1_tf.errors import DataError
+from gpt1_tf.errors import DataError, read_text
 
 PRED_HEADER = ["index", "prediction"]
 
 
 def read_predictions(pred_path, n_expected):
     """Read `index\\tprediction` rows (0 or 1, indexes 0..n-1 in order) from a submission TSV."""
-    try:
-        with open(pred_path, "rb") as f:
-            raw = f.read()
-    except OSError as err:
-        raise DataError(pred_path, f"cannot read the predictions ({err.strerror})") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(pred_path, "not valid UTF-8", raw[: err.start].count(b"\n") + 1) from None
+    text = read_text(pred_path, "predictions")
     rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t"))
     if not rows or rows[0] != PRED_HEADER:
         got = "\t".join(rows[0]) if rows else ""

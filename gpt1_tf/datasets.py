@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from tqdm import tqdm
 
-from gpt1_tf.errors import DataError
+from gpt1_tf.errors import DataError, read_text
 
 # The seed the original passed to train_test_split for the train/valid split of the val file.
 SEED = 3535999445
@@ -42,14 +42,8 @@ def _read_utf8(path):
             "file not found; the Story Cloze Test files come from the ROCStories website "
             f"(registration required: {ROCSTORIES_URL})",
         )
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        # A UTF-8 byte-order mark (spreadsheet exports add one) is not part of the header.
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise DataError(path, f"not valid UTF-8 (byte 0x{raw[err.start]:02x})", line) from None
+    # A UTF-8 byte-order mark (spreadsheet exports add one) is not part of the header.
+    return read_text(path, "Story Cloze file", bom=True)
 
 
 def _csv_rows(path, text):

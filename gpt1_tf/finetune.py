@@ -98,6 +98,8 @@ def build_parser():
                    help="on a non-finite loss or gradient: stop (exit 1) or skip that update")
     p.add_argument("--xla", action="store_true", help="compile the train/eval steps with XLA")
     p.add_argument("--no_trim", action="store_true", help="do not trim batches to their longest sequence")
+    p.add_argument("--exact", action="store_true",
+                   help="the original's arithmetic bit for bit (padded batches, full LM head, no XLA): slower")
     p.add_argument("--stop_after_updates", type=int, default=None,
                    help="checkpoint and stop after this many updates (continue later with --resume)")
     return p
@@ -444,7 +446,7 @@ def train(args):
           f"{n_updates_total} updates of {n_batch_train}")
     strategy = make_strategy(devices)
     trainer = Trainer(model_cfg, opt_cfg, strategy=strategy, lm_coef=args.lm_coef, seed=args.seed,
-                      trim=not args.no_trim, jit_compile=args.xla)
+                      trim=not args.no_trim, jit_compile=args.xla, exact=args.exact)
     for p, a in zip(trainer.params, init):
         p.assign(a)
 

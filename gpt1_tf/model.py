@@ -26,6 +26,9 @@ class TransformerModel(keras.Model):
         super().__init__(**kwargs)
         self.cfg = cfg
         self.blocks = [Block(cfg, name=f"h{i}") for i in range(cfg.n_layer)]
+        for i, block in enumerate(self.blocks):
+            # also as attributes: TF checkpoints then key them model/h0/..., not through the optimizer
+            setattr(self, f"h{i}", block)
         self.clf = ClfHead(1, name="clf")
         self.build()
 

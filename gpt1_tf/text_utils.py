@@ -14,7 +14,7 @@ import spacy
 from spacy.attrs import ORTH
 from tqdm import tqdm
 
-from gpt1_tf.errors import DataError
+from gpt1_tf.errors import DataError, read_text
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 DEFAULT_ENCODER_PATH = os.path.join(DATA_DIR, "encoder_bpe_40000.json")
@@ -71,15 +71,11 @@ def fix_text(text):
 
 def load_encoder(path):
     """Read the BPE token -> id JSON and check it maps str to the ids 0..N-1, each once."""
+    text = read_text(path, "BPE vocabulary")
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as err:
-        raise DataError(path, f"cannot read the BPE vocabulary ({err.strerror})") from None
-    try:
-        encoder = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise DataError(path, f"not valid UTF-8 JSON ({str(err).splitlines()[0]})") from None
+        encoder = json.loads(text)
+    except ValueError as err:
+        raise DataError(path, f"not valid JSON ({str(err).splitlines()[0]})") from None
     if not isinstance(encoder, dict) or not encoder:
         raise DataError(path, "expected a non-empty JSON object mapping BPE tokens to ids")
     for token, i in encoder.items():
@@ -92,16 +88,7 @@ def load_encoder(path):
 
 def load_bpe_merges(path):
     """Read the merges file: a version header, then one `a b` pair a line, ranked by line order."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as err:
-        raise DataError(path, f"cannot read the BPE merges ({err.strerror})") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise DataError(path, "not valid UTF-8", line) from None
+    text = read_text(path, "BPE merges")
     if not text.endswith("\n"):
         # The original drops the last line ([1:-1]): without the final newline that is a merge.
         raise DataError(path, "expected a version header line and a newline at the end of the file",

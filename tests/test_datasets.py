@@ -375,7 +375,7 @@ class AnalysisTest(unittest.TestCase):
                 self.assertTrue(str(ctx.exception).startswith(self.pred), str(ctx.exception))
                 self.assertRegex(str(ctx.exception), pattern)
         os.remove(self.pred)
-        with self.assertRaisesRegex(DataError, "cannot read the predictions"):
+        with self.assertRaisesRegex(DataError, r"no such file \(the predictions\)"):
             analysis.rocstories(self.dir, self.pred, self.log)
 
     def test_bad_log(self):

@@ -175,9 +175,9 @@ class VocabularyFileTest(unittest.TestCase):
 
     def test_bad_encoder_files(self):
         cases = {
-            "missing": (None, "cannot read"),
-            "not_json": (b"{not json", "not valid UTF-8 JSON"),
-            "latin1": (b'{"\xe9": 0}', "not valid UTF-8 JSON"),
+            "missing": (None, r"no such file \(the BPE vocabulary\)"),
+            "not_json": (b"{not json", "not valid JSON"),
+            "latin1": (b'{"\xe9": 0}', r":1: not valid UTF-8 \(byte 0xe9\)"),
             "list": (b"[1, 2]", "JSON object"),
             "empty": (b"{}", "JSON object"),
             "str_id": (b'{"a": "0"}', "not an integer"),
@@ -194,8 +194,8 @@ class VocabularyFileTest(unittest.TestCase):
 
     def test_bad_merges_files(self):
         cases = {
-            "missing": (None, "cannot read"),
-            "latin1": (b"#version: 0.2\nl o\n\xe9 x\n", r":3: not valid UTF-8"),
+            "missing": (None, r"no such file \(the BPE merges\)"),
+            "latin1": (b"#version: 0.2\nl o\n\xe9 x\n", r":3: not valid UTF-8 \(byte 0xe9\)"),
             "three": (b"#version: 0.2\nl o\na b c\n", r":3: expected two space-separated symbols"),
             "one": (b"#version: 0.2\nl\n", r":2: expected two space-separated symbols"),
             "double_space": (b"#version: 0.2\nl  o\n", r":2: expected two"),
