@@ -433,8 +433,10 @@ def train(args):
     from gpt1_tf.datasets import iter_data
     from gpt1_tf.trainer import Trainer
 
-    if args.deterministic or not tf.config.list_physical_devices("GPU"):
-        # same seed -> same run: always on CPU (cheap there), on request on GPUs
+    if args.deterministic or not (tf.config.list_physical_devices("GPU") or args.exact):
+        # same seed -> same run: always on CPU (cheap there), on request on GPUs. Not with --exact on
+        # CPU: determinism swaps in other kernels (e.g. for sparse softmax cross-entropy) whose float
+        # path is not the original's; --exact's own CPU kernels are deterministic already.
         tf.config.experimental.enable_op_determinism()
     tf.random.set_seed(args.seed)
     state = np.random.get_state()

@@ -1,6 +1,8 @@
 """pytest configuration shared by the test files."""
 import os
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of test logs
 
 
@@ -12,3 +14,16 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+
+
+@pytest.fixture(autouse=True)
+def reset_op_determinism():
+    """Tests that run train.py in-process turn on TensorFlow's op determinism, a process-wide switch
+    that selects other kernels (e.g. for sparse softmax cross-entropy); switch it back off after each
+    test so that later tests, such as the bit-exact parity ones, see TensorFlow's defaults."""
+    yield
+    import sys
+    if "tensorflow" in sys.modules:
+        from tensorflow.python.framework import config  # the public API has no switch-off
+        if config.is_op_determinism_enabled():
+            config.disable_op_determinism()

@@ -137,6 +137,23 @@ class EndToEndTest(tf.test.TestCase):
                 self.assertEqual(f1.read(), f2.read())
 
 
+class ExactFlagTest(tf.test.TestCase):
+    """--exact (the original's arithmetic; op determinism stays off) still gives the same run twice."""
+
+    def test_exact_runs_are_identical(self):
+        root = tempfile.mkdtemp()
+        data = write_tiny_cloze(os.path.join(root, "data"))
+        flags = TINY + ["--data_dir", data, "--n_gpu", "2", "--n_batch", "2", "--n_iter", "1", "--exact"]
+        for name in ("one", "two"):
+            os.makedirs(os.path.join(root, name))
+            run_train(os.path.join(root, name), *flags)
+        a, b = final_checkpoint_arrays(os.path.join(root, "one")), final_checkpoint_arrays(os.path.join(root, "two"))
+        self.assertEqual(sorted(a), sorted(b))
+        for k in a:
+            self.assertAllEqual(a[k], b[k], msg=k)
+        self.assertEqual(log_without_time(os.path.join(root, "one"))[1:], log_without_time(os.path.join(root, "two"))[1:])
+
+
 class TowersTest(tf.test.TestCase):
     """4 towers of 2 == 1 tower of 8: same global batch, averaged gradients, one update."""
 
