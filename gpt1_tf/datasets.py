@@ -97,7 +97,11 @@ def _rocstories(path):
 def _check_data_dir(data_dir):
     """Fail early, naming the folder, when it is missing or empty."""
     if not os.path.isdir(data_dir):
-        raise DataError(data_dir, f"data folder not found; it should hold {VAL_FILE!r} and {TEST_FILE!r}")
+        raise DataError(
+            data_dir,
+            f"data folder not found; it should hold {VAL_FILE!r} and {TEST_FILE!r} (from the ROCStories "
+            f"website, registration required: {ROCSTORIES_URL})",
+        )
     if not os.listdir(data_dir):
         raise DataError(
             data_dir,
