@@ -7,7 +7,8 @@ import json
 from sklearn.metrics import accuracy_score
 
 from gpt1_tf.datasets import rocstories_test_labels
-from gpt1_tf.errors import DataError, read_text
+from gpt1_tf.errors import DataError
+from gpt1_tf.files import read_text
 
 PRED_HEADER = ["index", "prediction"]
 

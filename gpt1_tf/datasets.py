@@ -13,7 +13,8 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from tqdm import tqdm
 
-from gpt1_tf.errors import DataError, read_text
+from gpt1_tf.errors import DataError
+from gpt1_tf.files import read_text
 
 # The seed the original passed to train_test_split for the train/valid split of the val file.
 SEED = 3535999445

@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from gpt1_tf.errors import Gpt1Error
+from gpt1_tf.files import atomic_write
 
 DATASETS = ("rocstories",)
 EVAL_UPDATES = (1000, 2000, 4000, 8000, 16000, 32000)  # first-epoch evaluations of the original
@@ -148,7 +149,6 @@ class ResultLogger:
         self._flush()
 
     def _flush(self):
-        from gpt1_tf.pretrained import atomic_write
         atomic_write(self.path, lambda f: f.write(("\n".join(self.lines) + "\n").encode()))
 
 
@@ -231,7 +231,6 @@ class Run:
 
     def predict(self):
         from gpt1_tf.datasets import iter_data
-        from gpt1_tf.pretrained import atomic_write
         logits = []
         for xmb, mmb in iter_data(self.data["teX"], self.data["teM"], n_batch=self.n_batch_train,
                                   truncate=False, verbose=True, desc="predict"):
@@ -251,7 +250,6 @@ class Run:
     # (a killed write, TF's `_temp` folders, stale `.tmp` files) are removed by `_prune`.
     def checkpoint(self, position, rng_state, n_skipped=0):
         """Model + optimizer (TF checkpoint) and the loop state (JSON sidecar), then prune old ones."""
-        from gpt1_tf.pretrained import atomic_write
         n = self.trainer.n_updates
         name = f"ckpt-{n:08d}-e{self.n_epochs}p{position}"
         if name == self._last_checkpoint:
@@ -455,10 +453,10 @@ def train(args):
     run = Run(args, trainer, data)
     state = run.restore_latest() if args.resume else None
     if args.resume and state is None:
-        print("no checkpoint to resume from: starting a new run", file=sys.stderr)
         if args.n_transfer >= 0:
             raise Gpt1Error("--resume found no checkpoint and the pretrained weights were not loaded; "
                             "run again without --resume")
+        print("no checkpoint to resume from: starting a new run", file=sys.stderr)
     run.remove_stale_temp_files()
     if state is not None:
         run.logger = ResultLogger(run.log_path, lines=state["log_lines"])
@@ -501,12 +499,13 @@ def train(args):
                 tqdm.write(f"warning: non-finite loss or gradient norm at update {n_update + 1}: skipped "
                            f"({n_skipped} so far)", file=sys.stderr)
                 continue
+            lr = float(trainer.optimizer.scheduled_lr())  # this update's rate (read before it counts)
             trainer.apply_gradients(grads)
             n_updates = trainer.n_updates
             bar.set_postfix(loss=f"{cost:.3f}")
             with run.writer.as_default(step=n_updates):
                 tf.summary.scalar("train_clf_loss", cost)
-                tf.summary.scalar("lr", float(trainer.optimizer.scheduled_lr()))
+                tf.summary.scalar("lr", lr)
             evaluate = n_updates in EVAL_UPDATES and run.n_epochs == 0
             stop = args.stop_after_updates is not None and n_updates >= args.stop_after_updates
             if evaluate:

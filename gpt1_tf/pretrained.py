@@ -9,12 +9,12 @@ Every array is checked for shape; bad files raise a one-line `DataError` naming 
 """
 import json
 import os
-import tempfile
 
 import joblib
 import numpy as np
 
 from gpt1_tf.errors import DataError, Gpt1Error
+from gpt1_tf.files import atomic_write
 
 N_SHARDS = 10
 N_PER_LAYER = 12
@@ -58,24 +58,6 @@ def set_params(model, arrays, source="params"):
     check_params(arrays, model.cfg, source)
     for p, a in zip(model.params_in_order(), arrays):
         p.assign(np.asarray(a, dtype=np.float32))
-
-
-def atomic_write(path, write_fn, mode="wb"):
-    """Write through a temporary file in the same directory, then rename: never a half-written file."""
-    path = os.fspath(path)
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_params(path, arrays):

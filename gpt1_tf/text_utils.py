@@ -14,7 +14,8 @@ import spacy
 from spacy.attrs import ORTH
 from tqdm import tqdm
 
-from gpt1_tf.errors import DataError, read_text
+from gpt1_tf.errors import DataError
+from gpt1_tf.files import read_text
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 DEFAULT_ENCODER_PATH = os.path.join(DATA_DIR, "encoder_bpe_40000.json")
