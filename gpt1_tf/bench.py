@@ -14,6 +14,10 @@ mode's and `speedup_vs_original_mode`. Modes:
   only on masked-in positions, XLA-fused Adam update, `tune_malloc`; eval packed, the endings
   sharing their common prefix.
 
+`--peer` also times HuggingFace's PyTorch `OpenAIGPTDoubleHeadsModel` on the same batches (torch
+and transformers installed into a venv of their own, `gpt1_tf.bench_peer`; not project
+dependencies) and reports `speedup_vs_peer_hf`.
+
 Batches: `--batches FILE.npz` with X [S, B, 2, n_ctx, 2] int32, M [S, B, 2, n_ctx] float32, Y [S, B]
 int32 (cycled). Without it, `synthetic_batches` draws Story Cloze-like batches (see there).
 """
@@ -78,11 +82,18 @@ def build_parser():
     p.add_argument("--n_gpu", type=int, default=1, help="towers (logical devices on a CPU)")
     p.add_argument("--pdrop", type=float, default=0.1, help="every dropout rate (the original's 0.1)")
     p.add_argument("--lm_coef", type=float, default=0.5)
-    p.add_argument("--xla", action="store_true", help="jit_compile the gradient and eval steps")
+    p.add_argument("--xla", action="store_true",
+                   help="jit_compile the gradient and eval steps (static shapes: trim to a multiple of 8, no packing)")
+    p.add_argument("--mixed_precision", choices=("bfloat16", "float16"), default=None,
+                   help="compute dtype of the optimized mode (the original mode stays float32)")
     p.add_argument("--jit_apply", type=int, choices=(0, 1), default=None,
                    help="jit_compile the optimizer update (default: the Trainer's, on with one tower)")
     p.add_argument("--no_malloc_tuning", action="store_true", help="leave glibc malloc as it is")
     p.add_argument("--threads", type=int, default=0, help="intra/inter-op threads (0: TensorFlow's choice)")
+    p.add_argument("--peer", action="store_true",
+                   help="with --mode both: also time HuggingFace's PyTorch OpenAIGPTDoubleHeadsModel on the same batches "
+                        "(installs CPU torch + transformers into --peer_venv on first use; needs the network then)")
+    p.add_argument("--peer_venv", default=None, help="the peer's venv (default ~/.cache/gpt1_tf/peer-hf-venv)")
     return p
 
 
@@ -99,12 +110,12 @@ def load_batches(args):
 
 def run_mode(args, mode):
     """Time one mode in this process; returns a dict of figures."""
-    from gpt1_tf.devices import make_strategy, setup_towers
-    devices, _ = setup_towers(args.n_gpu)
     import tensorflow as tf
-    if args.threads:
+    if args.threads:  # before anything initialises TensorFlow's runtime
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    from gpt1_tf.devices import make_strategy, setup_towers
+    devices, _ = setup_towers(args.n_gpu)
     from gpt1_tf.config import ModelConfig, OptConfig
     from gpt1_tf.trainer import Trainer
 
@@ -113,12 +124,13 @@ def run_mode(args, mode):
     tf.random.set_seed(0)
     model_cfg = ModelConfig(n_vocab=args.n_vocab, n_ctx=n_ctx, n_embd=args.n_embd, n_head=args.n_head,
                             n_layer=args.n_layer, embd_pdrop=args.pdrop, attn_pdrop=args.pdrop,
-                            resid_pdrop=args.pdrop, clf_pdrop=args.pdrop)
+                            resid_pdrop=args.pdrop, clf_pdrop=args.pdrop,
+                            compute_dtype=(mode != "original" and args.mixed_precision) or "float32")
     opt_cfg = OptConfig(t_total=10_000)
     original = mode == "original"
     trainer = Trainer(model_cfg, opt_cfg, strategy=make_strategy(devices), lm_coef=args.lm_coef,
                       trim=not original, packed=not original, lm_head="full" if original else "masked",
-                      jit_compile=args.xla,
+                      jit_compile=args.xla and not original,
                       jit_apply=(not original) if args.jit_apply is None else bool(args.jit_apply),
                       malloc_tuning=not (original or args.no_malloc_tuning))
     S = len(X)
@@ -174,6 +186,22 @@ def run_mode(args, mode):
     return out
 
 
+def time_peer(args, X, M, Y):
+    """HF's figures on the same batches (`gpt1_tf.bench_peer`), in a venv of their own."""
+    import tempfile
+
+    from gpt1_tf.bench_peer import PEER_VENV_DEFAULT, ensure_peer_venv, run_peer
+    venv = args.peer_venv or PEER_VENV_DEFAULT
+    ensure_peer_venv(venv, quiet=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.batches or os.path.join(tmp, "batches.npz")
+        if not args.batches:
+            np.savez(path, X=X, M=M, Y=Y)
+        return run_peer(path, steps=args.steps, warmup=args.warmup, n_layer=args.n_layer, n_embd=args.n_embd,
+                        n_head=args.n_head, n_vocab=args.n_vocab, pdrop=args.pdrop, lm_coef=args.lm_coef,
+                        threads=args.threads, venv=venv)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     X, M, Y = load_batches(args)
@@ -199,7 +227,13 @@ def main(argv=None):
                 sys.stderr.write(proc.stderr)
                 return proc.returncode
             res[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
-        orig, opt = res.pop("original"), res.pop("optimized")
+        if args.peer:
+            try:
+                res["peer"] = time_peer(args, X, M, Y)
+            except RuntimeError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 1
+        orig, opt, peer = res.pop("original"), res.pop("optimized"), res.pop("peer", None)
         keys = ("train_step_s", "grads_s", "apply_s", "train_step_cpu_s", "tokens_per_s", "eval_step_s",
                 "peak_rss_mb")
         res = {**info, **{k: opt[k] for k in keys}, "real_tokens_per_step": opt["real_tokens_per_step"],
@@ -208,6 +242,10 @@ def main(argv=None):
                "eval_speedup_vs_original_mode": round(orig["eval_step_s"] / opt["eval_step_s"], 3),
                "eval_speedup_vs_original_with_lm_head": round(orig["eval_with_lm_head_step_s"] / opt["eval_step_s"], 3),
                "original_mode": {k: orig[k] for k in keys + ("eval_with_lm_head_step_s",)}}
+        if peer is not None:
+            res["speedup_vs_peer_hf"] = round(peer["peer_train_step_s"] / res["train_step_s"], 3)
+            res["eval_speedup_vs_peer_hf"] = round(peer["peer_eval_no_lm_head_step_s"] / res["eval_step_s"], 3)
+            res["peer_hf"] = peer
     import tensorflow as tf
     res["tf_version"] = tf.__version__
     res["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -11,6 +11,7 @@ N_SPECIAL = 3  # _start_, _delimiter_, _classify_ (appended after the BPE vocabu
 MAX_N_CTX = 512  # rows of the pretrained position table
 ACTIVATIONS = ("gelu", "swish", "relu")
 LR_SCHEDULES = ("warmup_cosine", "warmup_linear", "warmup_constant")
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +29,9 @@ class ModelConfig:
     attn_pdrop: float = 0.1
     resid_pdrop: float = 0.1
     clf_pdrop: float = 0.1
+    # dtype of the transformer's matmuls and activations; parameters, layer norms, softmaxes,
+    # losses and the classifier stay float32 (mixed precision, `--mixed_precision`)
+    compute_dtype: str = "float32"
 
     def __post_init__(self):
         for name in ("n_vocab", "n_ctx", "n_embd", "n_head", "n_layer"):
@@ -42,6 +46,8 @@ class ModelConfig:
         for name in ("embd_pdrop", "attn_pdrop", "resid_pdrop", "clf_pdrop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise Gpt1Error(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise Gpt1Error(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {self.compute_dtype!r}")
 
     @property
     def n_table(self):

@@ -97,7 +97,12 @@ def build_parser():
     p.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism on GPUs too (always on for CPU runs)")
     p.add_argument("--nan_policy", choices=["stop", "skip"], default="stop",
                    help="on a non-finite loss or gradient: stop (exit 1) or skip that update")
-    p.add_argument("--xla", action="store_true", help="compile the train/eval steps with XLA")
+    p.add_argument("--xla", action="store_true",
+                   help="compile the train/eval steps with XLA (static shapes: batches trimmed to a multiple of 8, "
+                        "no packing; for GPUs)")
+    p.add_argument("--mixed_precision", nargs="?", const="bfloat16", choices=["bfloat16", "float16"], default=None,
+                   help="matmuls in bfloat16 (the default when given without a value) or float16 with dynamic "
+                        "loss scaling; parameters, layer norms, softmaxes and losses stay float32. For GPUs")
     p.add_argument("--no_trim", action="store_true", help="do not trim batches to their longest sequence")
     p.add_argument("--exact", action="store_true",
                    help="the original's arithmetic bit for bit (padded batches, full LM head, no XLA): slower")
@@ -122,6 +127,8 @@ def validate_args(args):
         raise Gpt1Error(f"--n_ctx {args.n_ctx} is too small (at least 8)")
     if args.analysis and not args.submit:
         raise Gpt1Error("--analysis reads the submission file: add --submit")
+    if args.exact and args.mixed_precision:
+        raise Gpt1Error("--exact is the original's float32 arithmetic: drop --mixed_precision")
     if args.desc is None:
         args.desc = args.dataset
 
@@ -189,7 +196,10 @@ class Run:
         self.log_path = os.path.join(args.log_dir, f"{args.desc}.jsonl")
         self.logger = None
         self.writer = None
-        self.ckpt = tf.train.Checkpoint(model=trainer.model, optimizer=trainer.optimizer)
+        parts = dict(model=trainer.model, optimizer=trainer.optimizer)
+        if trainer.loss_scale is not None:
+            parts["loss_scale"] = trainer.loss_scale
+        self.ckpt = tf.train.Checkpoint(**parts)
         self._last_checkpoint = None
 
     # --- evaluation (the original iter_apply / log / iter_predict) ---------------------------------
@@ -403,7 +413,8 @@ def train(args):
         shards = pretrained.load_shards(args.model_dir)
     model_cfg = ModelConfig(n_vocab=n_vocab, n_ctx=n_ctx, n_embd=args.n_embd, n_head=args.n_head,
                             n_layer=args.n_layer, afn=args.afn, embd_pdrop=args.embd_pdrop,
-                            attn_pdrop=args.attn_pdrop, resid_pdrop=args.resid_pdrop, clf_pdrop=args.clf_pdrop)
+                            attn_pdrop=args.attn_pdrop, resid_pdrop=args.resid_pdrop, clf_pdrop=args.clf_pdrop,
+                            compute_dtype=args.mixed_precision or "float32")
     check_memory(args, model_cfg)
     n_train = len(data["trY"])
     n_batch_train = args.n_batch * args.n_gpu
@@ -488,6 +499,10 @@ def train(args):
             cost = float(tf.reduce_mean(clf_losses))
             if run.n_epochs * n_batches + position + 1 == inject_nan_at:
                 grads, cost, norm = [g * np.float32("nan") for g in grads], float("nan"), float("nan")
+            if trainer.overflowed(clf_losses, norm):  # float16 loss scaling: skip, scale halved
+                run.logger.log(n_epochs=run.n_epochs, n_updates=n_update, loss_scale_overflow=n_update + 1,
+                               loss_scale=trainer.loss_scale.value())
+                continue
             if not (np.isfinite(cost) and np.isfinite(float(norm))):
                 if args.nan_policy == "stop":
                     raise Gpt1Error(f"non-finite loss ({cost}) or gradient norm ({float(norm)}) at update "

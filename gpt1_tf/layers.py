@@ -30,6 +30,7 @@ def _dropout(x, rate, seed, *, n_ctx=None, seq_axes=(), layout=None):
     drops at the same positions; with `layout`, x is packed [N, n] and the mask is gathered the
     same way (`packing.dropout`). Without n_ctx, `ops.dropout` on x's own shape. Arithmetic as
     tf.nn.experimental.stateless_dropout: x * (1 / (1 - rate)) where uniform >= rate, else 0.
+    The uniforms are float32 whatever x's dtype (the same mask under mixed precision).
     """
     if seed is None or rate <= 0:
         return x
@@ -37,13 +38,35 @@ def _dropout(x, rate, seed, *, n_ctx=None, seq_axes=(), layout=None):
         return packing.dropout(x, rate, seed, layout, n_ctx=n_ctx)
     if n_ctx is None:
         return ops.dropout(x, rate, seed)
-    shape = tf.shape(x)
-    full = tf.tensor_scatter_nd_update(shape, [[a] for a in seq_axes], [n_ctx] * len(seq_axes))
-    u = tf.slice(tf.random.stateless_uniform(full, seed=seed, dtype=x.dtype), tf.zeros_like(shape), shape)
+    shape = ops.shape_list(x)
+    # a stack of the dimensions, not a scatter: XLA must see the shape as a compile-time constant
+    full = tf.stack([n_ctx if axis in seq_axes else d for axis, d in enumerate(shape)])
+    u = tf.slice(tf.random.stateless_uniform(full, seed=seed, dtype=tf.float32), [0] * len(shape), tf.shape(x))
     return packing.apply_keep(x, u >= rate, rate)
 
 
-class Conv1D(keras.layers.Layer):
+def _rows_at(x, pool, layout=None):
+    """Row `pool[s]` of each sequence s: x [S, T, n], or packed [N, n] with its layout -> [S, n]."""
+    if layout is not None:
+        return tf.gather(x, tf.gather(layout.row_map, tf.range(layout.S) * layout.T + pool))
+    S, T, n = ops.shape_list(x)
+    return tf.gather(tf.reshape(x, [-1, n]), tf.range(S) * T + pool)
+
+
+class _Layer(keras.layers.Layer):
+    """A Keras layer that leaves its inputs' dtype alone.
+
+    Keras would cast every float input to the layer's float32 policy; under mixed precision the
+    model casts explicitly instead (`ModelConfig.compute_dtype`): matmuls in the compute dtype,
+    layer norms, softmaxes and losses in float32.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+
+
+class Conv1D(_Layer):
     """The original `conv1d(x, scope, nf, rf)`: weight `w` [rf, nx, nf], bias `b` [nf]."""
 
     def __init__(self, nf, rf=1, **kwargs):
@@ -60,16 +83,17 @@ class Conv1D(keras.layers.Layer):
             # the original's "faster 1x1 conv": a matmul over all positions
             x_shape = ops.shape_list(x)
             nx = x_shape[-1]
-            c = tf.matmul(tf.reshape(x, [-1, nx]), tf.reshape(self.w, [-1, self.nf])) + self.b
+            w, b = ops.to_dtype(self.w, x.dtype), ops.to_dtype(self.b, x.dtype)
+            c = tf.matmul(tf.reshape(x, [-1, nx]), tf.reshape(w, [-1, self.nf])) + b
             return tf.reshape(c, x_shape[:-1] + [self.nf])
         # a real 1-D convolution (the original notes it was used to train the LM)
-        return tf.nn.conv1d(x, self.w, stride=1, padding="VALID") + self.b
+        return tf.nn.conv1d(x, ops.to_dtype(self.w, x.dtype), stride=1, padding="VALID") + ops.to_dtype(self.b, x.dtype)
 
     def get_config(self):
         return {**super().get_config(), "nf": self.nf, "rf": self.rf}
 
 
-class Norm(keras.layers.Layer):
+class Norm(_Layer):
     """The original `norm(x, scope)`: layer norm over the last axis, eps 1e-5, g=1, b=0."""
 
     def __init__(self, e=1e-5, **kwargs):
@@ -82,13 +106,14 @@ class Norm(keras.layers.Layer):
         self.b = self.add_weight(name="b", shape=(n_state,), initializer="zeros")
 
     def call(self, x):
-        return ops.norm_arith(x, self.g, self.b, e=self.e)
+        # in float32 under mixed precision too (variance of half-precision values is unreliable)
+        return ops.to_dtype(ops.norm_arith(ops.to_dtype(x, tf.float32), self.g, self.b, e=self.e), x.dtype)
 
     def get_config(self):
         return {**super().get_config(), "e": self.e}
 
 
-class Attention(keras.layers.Layer):
+class Attention(_Layer):
     """Masked multi-head self-attention: `c_attn`, scaled q@k, causal mask, softmax, `c_proj`."""
 
     def __init__(self, n_state, *, n_head, attn_pdrop, resid_pdrop, scale=True, n_ctx=None, **kwargs):
@@ -103,27 +128,34 @@ class Attention(keras.layers.Layer):
         self.c_attn.build(input_shape)
         self.c_proj.build(input_shape[:-1] + (self.n_state,))
 
-    def _attn(self, q, k, v, seed):
-        w = tf.matmul(q, k)  # [batch, heads, sequence, sequence]
+    def _attn(self, q, k, v, seed, pool=None):
+        w = ops.to_dtype(tf.matmul(q, k), tf.float32)  # [batch, heads, queries, sequence]; float32 softmax
         if self.scale:
             n_state = ops.shape_list(v)[-1]
             w = w * tf.math.rsqrt(tf.cast(n_state, w.dtype))
-        w = ops.mask_attn_weights(w)
+        w = ops.mask_attn_weights(w) if pool is None else ops.mask_attn_weights_at(w, pool)
         w = tf.nn.softmax(w)
         w = _dropout(w, self.attn_pdrop, seed, n_ctx=self.n_ctx, seq_axes=(2, 3))
-        return tf.matmul(w, v)  # [batch, heads, sequence, features/heads]
+        return tf.matmul(ops.to_dtype(w, v.dtype), v)  # [batch, heads, queries, features/heads]
 
-    def call(self, x, seed=None, layout=None):
-        """x [batch, sequence, features], or packed [N, features] with its `packing.PackLayout`."""
+    def call(self, x, seed=None, layout=None, pool=None):
+        """x [batch, sequence, features], or packed [N, features] with its `packing.PackLayout`.
+
+        With `pool` [batch] (no dropout): the output at that one position per sequence, [batch, features].
+        """
         c = self.c_attn(x)
         if layout is not None:
             c = packing.unpack(c, layout)  # [batch, sequence, 3 * features]
         q, k, v = tf.split(c, 3, axis=2)
+        if pool is not None:
+            q = tf.expand_dims(_rows_at(q, pool), 1)  # [batch, 1, features]
         q = ops.split_heads(q, self.n_head)  # [batch, heads, sequence, features/heads]
         k = ops.split_heads(k, self.n_head, k=True)  # [batch, heads, features/heads, sequence]
         v = ops.split_heads(v, self.n_head)
-        a = self._attn(q, k, v, site_seed(seed, 0))
+        a = self._attn(q, k, v, site_seed(seed, 0), pool)
         a = ops.merge_heads(a)  # [batch, sequence, features]
+        if pool is not None:
+            return self.c_proj(a[:, 0])
         if layout is not None:
             a = packing.pack(a, layout)  # [N, features]
         a = self.c_proj(a)
@@ -135,7 +167,7 @@ class Attention(keras.layers.Layer):
                 "n_ctx": self.n_ctx}
 
 
-class MLP(keras.layers.Layer):
+class MLP(_Layer):
     """Position-wise feed-forward: act(`c_fc`(x)) -> `c_proj`, then residual dropout."""
 
     def __init__(self, n_state, *, afn, resid_pdrop, n_ctx=None, **kwargs):
@@ -152,7 +184,8 @@ class MLP(keras.layers.Layer):
         self.c_proj.build(input_shape[:-1] + (self.n_state,))
 
     def call(self, x, seed=None, layout=None):
-        h = ops.ACT_FNS[self.afn](self.c_fc(x))
+        c = self.c_fc(x)
+        h = ops.to_dtype(ops.ACT_FNS[self.afn](ops.to_dtype(c, tf.float32)), c.dtype)  # activation in float32
         h2 = self.c_proj(h)
         return _dropout(h2, self.resid_pdrop, seed, n_ctx=self.n_ctx, seq_axes=(1,), layout=layout)
 
@@ -161,7 +194,7 @@ class MLP(keras.layers.Layer):
                 "n_ctx": self.n_ctx}
 
 
-class Block(keras.layers.Layer):
+class Block(_Layer):
     """Post-norm transformer block (GPT-1, unlike GPT-2): n = ln_1(x + attn(x)); h = ln_2(n + mlp(n))."""
 
     def __init__(self, cfg, **kwargs):
@@ -182,15 +215,25 @@ class Block(keras.layers.Layer):
         self.mlp.build(input_shape)
         self.ln_2.build(input_shape)
 
-    def call(self, x, seed=None, layout=None):
-        """x [batch, sequence, n_embd], or packed [N, n_embd] with its `packing.PackLayout`."""
-        a = self.attn(x, seed=site_seed(seed, 0), layout=layout)
+    def call(self, x, seed=None, layout=None, pool=None):
+        """x [batch, sequence, n_embd], or packed [N, n_embd] with its `packing.PackLayout`.
+
+        With `pool` [batch] (positions; no dropout), only the outputs at those positions are
+        computed, [batch, n_embd]: by the causal mask they need the keys and values of the positions
+        before them only. The last block of an evaluation, where only the classifier reads h.
+        """
+        if pool is not None:
+            assert seed is None, "pool: evaluation only (no dropout)"
+            a = self.attn(x, layout=layout, pool=pool)
+            x = _rows_at(x, pool, layout)
+        else:
+            a = self.attn(x, seed=site_seed(seed, 0), layout=layout)
         n = self.ln_1(x + a)
         m = self.mlp(n, seed=site_seed(seed, 1), layout=layout)
         return self.ln_2(n + m)
 
 
-class ClfHead(keras.layers.Layer):
+class ClfHead(_Layer):
     """The original `clf(x, ny)`: a dense layer `w` [nx, ny] N(0, 0.02), `b` [ny] zeros."""
 
     def __init__(self, ny=1, **kwargs):

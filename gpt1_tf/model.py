@@ -52,32 +52,40 @@ class TransformerModel(keras.Model):
         assert len(params) == self.cfg.n_params_arrays
         return params
 
-    def transformer(self, X, seed=None):
-        """Hidden states [B*2, T, n_embd] of X [B*2, T, 2], and the (dropped-out) table `we`."""
+    def transformer(self, X, seed=None, pool=None):
+        """Hidden states [B*2, T, n_embd] of X [B*2, T, 2], and the (dropped-out) table `we`.
+
+        With `pool` [B*2] (no dropout), the last block runs at those positions only: h [B*2, n_embd].
+        """
         cfg = self.cfg
         # embedding dropout on the table itself, as the original: the tied LM head sees it too
         we = ops.dropout(self.we, cfg.embd_pdrop, site_seed(seed, _SITE_EMBD))
-        h = tf.reduce_sum(tf.gather(we, X), 2)  # token row + position row: [B*2, T, n_embd]
-        for i, block in enumerate(self.blocks):
-            h = block(h, seed=site_seed(seed, _SITE_BLOCK0 + i))
-        return h, we
+        h = ops.to_dtype(tf.reduce_sum(tf.gather(we, X), 2), cfg.compute_dtype)  # token + position rows
+        return self._blocks(h, seed, pool), we
 
-    def transformer_packed(self, X, M, seed=None):
+    def transformer_packed(self, X, M, seed=None, pool=None):
         """Same hidden states as `transformer`, computed on packed rows (see `gpt1_tf.packing`).
 
-        Returns h [B*2, T, n_embd] (positions no output reads hold arbitrary values) and `we`.
-        The two endings share their common prefix when nothing is dropped (seed None).
+        Returns h [B*2, T, n_embd] (positions no output reads hold arbitrary values; with `pool`,
+        [B*2, n_embd] as `transformer`) and `we`. The two endings share their common prefix when
+        nothing is dropped (seed None).
         """
         cfg = self.cfg
         layout = packing.pack_layout(X, M, clf_token=cfg.clf_token, share_prefix=seed is None)
         we = ops.dropout(self.we, cfg.embd_pdrop, site_seed(seed, _SITE_EMBD))
-        h = packing.embed(we, X, layout)  # [N, n_embd]
+        h = ops.to_dtype(packing.embed(we, X, layout), cfg.compute_dtype)  # [N, n_embd]
+        h = self._blocks(h, seed, pool, layout)
+        return (h if pool is not None else packing.unpack(h, layout)), we
+
+    def _blocks(self, h, seed, pool, layout=None):
+        last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            h = block(h, seed=site_seed(seed, _SITE_BLOCK0 + i), layout=layout)
-        return packing.unpack(h, layout), we  # [B*2, T, n_embd]
+            h = block(h, seed=site_seed(seed, _SITE_BLOCK0 + i), layout=layout,
+                      pool=pool if i == last else None)
+        return h
 
     def call(self, X, M, Y=None, training=False, seed=None, compute_lm=True, lm_head="masked",
-             packed=False):
+             packed=False, pool_only=False):
         """Returns (clf_logits [B, 2], clf_losses [B] or None, lm_losses [2B] or None).
 
         `seed` ([2] int32) drives every dropout mask when `training`; without it nothing is dropped.
@@ -85,6 +93,8 @@ class TransformerModel(keras.Model):
         "full", the original's every-position head, which is kept for reference and tests).
         `packed=True` runs the dense layers on the needed positions only (`gpt1_tf.packing`): same
         outputs, gradients and dropout masks, fewer FLOPs; the Trainer's default.
+        `pool_only=True` (without the LM head and dropout: evaluation) runs the last block at the
+        `_classify_` positions only: same outputs, ~6% fewer FLOPs.
         """
         cfg = self.cfg
         if not training:
@@ -92,29 +102,27 @@ class TransformerModel(keras.Model):
         T = ops.shape_list(X)[2]
         X = tf.reshape(X, [-1, T, 2])  # [B*2, T, 2]
         M = tf.reshape(M, [-1, T])  # [B*2, T]
+        pool = ops.pool_index(X, cfg.clf_token) if pool_only and not compute_lm and seed is None else None
         if packed:
-            h, we = self.transformer_packed(X, M, seed)
+            h, we = self.transformer_packed(X, M, seed, pool)
         else:
-            h, we = self.transformer(X, seed)
+            h, we = self.transformer(X, seed, pool)
 
         lm_losses = None
         if compute_lm:
             lm_losses = (lm_losses_masked if lm_head == "masked" else lm_losses_full)(h, we, X, M)
 
-        clf_logits = self.classify(h, X, seed)
+        clf_h = h if pool is not None else pooled(h, X, cfg.clf_token)
+        clf_logits = self.classify(clf_h, seed)
         clf_losses = None
         if Y is not None:
             clf_losses = tf.nn.sparse_softmax_cross_entropy_with_logits(logits=clf_logits, labels=Y)
         return clf_logits, clf_losses, lm_losses
 
-    def classify(self, h, X, seed):
-        """Pool h at the first `_classify_` token; one clf dropout mask shared by both endings."""
+    def classify(self, clf_h, seed):
+        """Logits [B, 2] of the pooled states [B*2, n_embd]; one clf dropout mask for both endings."""
         cfg = self.cfg
-        n_seq, T = ops.shape_list(X)[0], ops.shape_list(X)[1]
-        clf_h = tf.reshape(h, [-1, cfg.n_embd])  # [B*2*T, n_embd]
-        pool_idx = tf.cast(tf.argmax(tf.cast(tf.equal(X[:, :, 0], cfg.clf_token), tf.float32), 1), tf.int32)
-        clf_h = tf.gather(clf_h, tf.range(n_seq, dtype=tf.int32) * T + pool_idx)
-        clf_h = tf.reshape(clf_h, [-1, 2, cfg.n_embd])  # [B, 2, n_embd]
+        clf_h = tf.reshape(ops.to_dtype(clf_h, tf.float32), [-1, 2, cfg.n_embd])  # [B, 2, n_embd]
         clf_seed = site_seed(seed, _SITE_CLF)
         if clf_seed is not None:
             noise_shape = tf.stack([tf.shape(clf_h)[0], 1, cfg.n_embd])  # same mask for both endings
@@ -123,12 +131,19 @@ class TransformerModel(keras.Model):
         return tf.reshape(self.clf(clf_h), [-1, 2])
 
 
+def pooled(h, X, clf_token):
+    """h [S, T, n_embd] at each sequence's first `_classify_` token: [S, n_embd]."""
+    n_seq, T = ops.shape_list(X)[0], ops.shape_list(X)[1]
+    n_embd = ops.shape_list(h)[-1]
+    return tf.gather(tf.reshape(h, [-1, n_embd]), tf.range(n_seq, dtype=tf.int32) * T + ops.pool_index(X, clf_token))
+
+
 def lm_losses_full(h, we, X, M):
     """The original LM head: logits at every position against ALL rows of `we`, masked mean xent."""
     n_embd = ops.shape_list(h)[-1]
     n_seq, T = ops.shape_list(X)[0], ops.shape_list(X)[1]
     lm_h = tf.reshape(h[:, :-1], [-1, n_embd])
-    lm_logits = tf.matmul(lm_h, we, transpose_b=True)
+    lm_logits = ops.to_dtype(tf.matmul(lm_h, ops.to_dtype(we, lm_h.dtype), transpose_b=True), tf.float32)
     lm_losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
         logits=lm_logits, labels=tf.reshape(X[:, 1:, 0], [-1]))
     lm_losses = tf.reshape(lm_losses, [n_seq, T - 1])
@@ -147,7 +162,7 @@ def lm_losses_masked(h, we, X, M):
     idx = tf.where(tf.not_equal(m, 0))  # [N_real, 2]: (sequence, position)
     lm_h = tf.gather_nd(h[:, :-1], idx)  # [N_real, n_embd]
     labels = tf.gather_nd(X[:, 1:, 0], idx)
-    lm_logits = tf.matmul(lm_h, we, transpose_b=True)
+    lm_logits = ops.to_dtype(tf.matmul(lm_h, ops.to_dtype(we, lm_h.dtype), transpose_b=True), tf.float32)
     xent = tf.nn.sparse_softmax_cross_entropy_with_logits(logits=lm_logits, labels=labels)
     seq = tf.cast(idx[:, 0], tf.int32)
     total = tf.math.unsorted_segment_sum(xent * tf.gather_nd(m, idx), seq, n_seq)

@@ -11,6 +11,18 @@ def shape_list(x):
     return [dynamic[i] if s is None else s for i, s in enumerate(static)]
 
 
+def to_dtype(x, dtype):
+    """x as `dtype`: x itself (no op, no name scope) when it has that dtype already.
+
+    The float32 path must build exactly the graph it built before mixed precision existed:
+    its gradient op names decide the order of Grappler's sums (`gpt1_tf.trainer`).
+    """
+    dtype = tf.as_dtype(dtype)
+    if tf.as_dtype(x.dtype) == dtype:
+        return x
+    return tf.cast(x, dtype)
+
+
 def gelu(x):
     """GELU, tanh approximation as in the original (not the erf form)."""
     return 0.5 * x * (1 + tf.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * tf.pow(x, 3))))
@@ -62,6 +74,19 @@ def mask_attn_weights(w):
     n = shape_list(w)[-1]
     b = tf.linalg.band_part(tf.ones([n, n], dtype=w.dtype), -1, 0)
     b = tf.reshape(b, [1, 1, n, n])
+    return w * b + tf.cast(-1e9, w.dtype) * (1 - b)
+
+
+def pool_index(X, clf_token):
+    """Position of the first `_classify_` token of each sequence X [S, T, 2] (0 if none), [S]."""
+    return tf.cast(tf.argmax(tf.cast(tf.equal(X[:, :, 0], clf_token), tf.float32), 1), tf.int32)
+
+
+def mask_attn_weights_at(w, pool):
+    """`mask_attn_weights` for one query per sequence: w [S, heads, 1, T], the query at position pool [S]."""
+    T = shape_list(w)[-1]
+    b = tf.cast(tf.range(T)[None, :] <= pool[:, None], w.dtype)  # row `pool` of the lower triangle
+    b = tf.reshape(b, [-1, 1, 1, T])
     return w * b + tf.cast(-1e9, w.dtype) * (1 - b)
 
 

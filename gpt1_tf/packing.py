@@ -33,7 +33,7 @@ def pack_layout(X, M, *, clf_token, share_prefix=False):
     S, T = ops.shape_list(X)[0], ops.shape_list(X)[1]
     t = tf.range(T, dtype=tf.int32)[None, :]  # [1, T]
     last = tf.reduce_max(tf.where(tf.not_equal(M, 0), t, -1), axis=1)  # [S], -1 if none
-    pool = tf.cast(tf.argmax(tf.cast(tf.equal(X[:, :, 0], clf_token), tf.float32), 1), tf.int32)  # as classify
+    pool = ops.pool_index(X, clf_token)
     n_len = tf.maximum(last, pool) + 1  # [S]
     valid = t < n_len[:, None]  # [S, T]
     own = valid
@@ -92,6 +92,6 @@ def dropout(x, rate, seed, layout, *, n_ctx=None):
         return x
     n = ops.shape_list(x)[-1]
     full_t = layout.T if n_ctx is None else n_ctx
-    u = tf.random.stateless_uniform([layout.S, full_t, n], seed=seed, dtype=x.dtype)  # padded layout
+    u = tf.random.stateless_uniform([layout.S, full_t, n], seed=seed, dtype=tf.float32)  # padded layout
     u = tf.reshape(u[:, :layout.T], [-1, n])  # [S*T, n]
     return apply_keep(x, tf.gather(u, layout.rows) >= rate, rate)

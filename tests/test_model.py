@@ -9,7 +9,7 @@ from gpt1_tf import ops
 from gpt1_tf.config import ModelConfig
 from gpt1_tf.errors import Gpt1Error
 from gpt1_tf.layers import Conv1D, Norm
-from gpt1_tf.model import TransformerModel, lm_losses_full
+from gpt1_tf.model import TransformerModel, lm_losses_full, pooled as pooled_states
 from gpt1_tf.pretrained import set_params
 
 FWD_TOL = 1e-5  # SPEC / issue: forward outputs within 1e-5 abs of the original's
@@ -143,7 +143,9 @@ class PiecesTest(tf.test.TestCase):
         pooled = tf.reshape(h[:, 5], [3, 2, 16]).numpy()
         model.clf.w.assign(np.ones((16, 1), np.float32))  # logit = sum of the (dropped) features + b
         seed = tf.constant([7, 9], tf.int64)
-        logits = model.classify(tf.reshape(h, [-1, 8, 16]), tf.reshape(X, [-1, 8, 2]), seed).numpy()
+        clf_h = pooled_states(tf.reshape(h, [-1, 8, 16]), tf.reshape(X, [-1, 8, 2]), cfg.clf_token)
+        self.assertAllEqual(tf.reshape(clf_h, [3, 2, 16]), pooled)  # the first _classify_ position
+        logits = model.classify(clf_h, seed).numpy()
         self.assertNotAllClose(logits, pooled.sum(-1) + model.clf.b.numpy())
         # the mask classify used: same site seed, noise shape [B, 1, n_embd]
         site = tf.random.experimental.stateless_fold_in(seed, 1)

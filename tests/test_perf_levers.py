@@ -1,8 +1,9 @@
 """Every speed lever leaves the numbers alone.
 
 Reference: the original computation (batch padded to n_ctx, LM head at every position, no packing).
-Each lever (masked LM head, trimming, packing, prefix sharing at evaluation, the Trainer's default
-path, the XLA-compiled optimizer update) must give the same clf logits, clf losses, lm losses and
+Each lever (masked LM head, trimming, packing, prefix sharing at evaluation, the last block at the
+`_classify_` positions only at evaluation, the Trainer's default path, the XLA-compiled optimizer
+update, the XLA-compiled static-shape step) must give the same clf logits, clf losses, lm losses and
 gradients of every parameter (abs 1e-5), on padded batches of unequal lengths, with dropout on
 (the same stateless seed must then drop the same units) and off.
 """
@@ -107,6 +108,18 @@ class LeverTest(tf.test.TestCase):
             return forward_and_grads(m, Xt, Mt, Y, training=train, seed=seed, **REFERENCE)
         self.check_lever(lever)
 
+    def test_trim_to_a_multiple(self):
+        X = np.zeros((2, 2, 16, 2), np.int32)
+        M = np.zeros((2, 2, 16), np.float32)
+        M[1, 0, :9] = 1  # longest sequence: 9
+        self.assertEqual(trim_to_longest(X, M)[0].shape[2], 9)
+        self.assertEqual(trim_to_longest(X, M, 8)[1].shape[2], 16)
+        M[1, 0, 9:] = 1
+        self.assertEqual(trim_to_longest(X, M, 8)[0].shape[2], 16)  # never past n_ctx
+        M[:] = 0
+        M[0, 1, :3] = 1
+        self.assertEqual(trim_to_longest(X, M, 8)[0].shape[2], 8)
+
     def test_packed(self):
         self.check_lever(lambda m, X, M, Y, train, seed: forward_and_grads(
             m, X, M, Y, training=train, seed=seed, lm_head="masked", packed=True))
@@ -125,6 +138,23 @@ class LeverTest(tf.test.TestCase):
         # training without dropout (seed None) shares the prefix too: gradients included
         self.check_lever(lambda m, X, M, Y, train, seed: forward_and_grads(
             m, X, M, Y, training=train, seed=seed, packed=True), pdrops=(0.0,))
+
+    def test_pool_only_last_block(self):
+        # evaluation: no LM head, no dropout; the last block only where the classifier reads
+        def clf_and_grads(model, X, M, Y, **options):
+            with tf.GradientTape() as tape:
+                logits, clf, lm = model(X, M, Y, compute_lm=False, **options)
+                loss = tf.reduce_sum(clf * tf.range(1, tf.size(clf) + 1, dtype=tf.float32))
+            self.assertIsNone(lm)
+            return [logits, clf] + [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.params_in_order())]
+        model = make_model(0.0)
+        for name, X, M, Y in self.cases():
+            want = clf_and_grads(model, X, M, Y, packed=False)
+            for packed in (False, True):
+                with self.subTest(batch=name, packed=packed):
+                    got = clf_and_grads(model, X, M, Y, packed=packed, pool_only=True)
+                    for g, w in zip(got, want):
+                        self.assertAllClose(g, w, atol=TOL, rtol=0)
 
     def test_layout_shares_the_story_prefix(self):
         rng = np.random.RandomState(2)
@@ -151,7 +181,8 @@ class LeverTest(tf.test.TestCase):
 class TrainerTest(tf.test.TestCase):
     """The Trainer's default path (trim, packing, masked head) against its original mode."""
 
-    def trainers(self, pdrop, ref_options=dict(trim=False, packed=False, lm_head="full"), **options):
+    def trainers(self, pdrop, ref_options=dict(trim=False, packed=False, lm_head="full", pool_only_eval=False),
+                 **options):
         strategy = tf.distribute.get_strategy()
         opt_cfg = OptConfig(t_total=10, max_grad_norm=1.0, l2=0.01)
         ref = Trainer(config(pdrop), opt_cfg, strategy=strategy, lm_coef=0.5, **ref_options)
@@ -162,19 +193,33 @@ class TrainerTest(tf.test.TestCase):
                 p.assign(a)
         return ref, fast
 
+    def assert_same_step(self, ref, fast, X, M, Y, *, grads=True):
+        """Same clf losses, global norm and gradients of one step (if `grads`), same evaluation."""
+        if grads:
+            g_ref, clf_ref, norm_ref = ref.compute_gradients(X, M, Y, 3)
+            g, clf, norm = fast.compute_gradients(X, M, Y, 3)
+            self.assertAllClose(clf, clf_ref, atol=TOL, rtol=0)
+            self.assertAllClose(norm, norm_ref, atol=TOL, rtol=0)
+            for a, b in zip(g, g_ref):
+                self.assertAllClose(a, b, atol=TOL, rtol=0)
+        for a, b in zip(fast.eval_batch(X, M, Y), ref.eval_batch(X, M, Y)):
+            self.assertAllClose(a, b, atol=TOL, rtol=0)
+
     def test_default_path_gradients_and_eval(self):
         X, M, Y = story_batch(np.random.RandomState(7), 4)
-        for pdrop in (0.2,):  # without dropout: LeverTest.test_prefix_sharing_without_dropout
+        # without dropout: LeverTest.test_prefix_sharing_without_dropout
+        self.assert_same_step(*self.trainers(0.2), X, M, Y)
+
+    def test_xla_step_equals_the_original(self):
+        # --xla: static shapes (trimmed to a multiple of 8, padded layout, full head), XLA-compiled.
+        # Without dropout: XLA's Philox generator yields other uniforms than TensorFlow's kernel for
+        # the same seed (other masks, same distribution), so with dropout only evaluation is compared.
+        X, M, Y = story_batch(np.random.RandomState(9), 4)
+        for pdrop in (0.0, 0.2):
             with self.subTest(pdrop=pdrop):
-                ref, fast = self.trainers(pdrop)
-                g_ref, clf_ref, norm_ref = ref.compute_gradients(X, M, Y, 3)
-                g, clf, norm = fast.compute_gradients(X, M, Y, 3)
-                self.assertAllClose(clf, clf_ref, atol=TOL, rtol=0)
-                self.assertAllClose(norm, norm_ref, atol=TOL, rtol=0)
-                for a, b in zip(g, g_ref):
-                    self.assertAllClose(a, b, atol=TOL, rtol=0)
-                for a, b in zip(fast.eval_batch(X, M, Y), ref.eval_batch(X, M, Y)):
-                    self.assertAllClose(a, b, atol=TOL, rtol=0)
+                ref, fast = self.trainers(pdrop, jit_compile=True)
+                self.assertEqual(fast.trim_multiple, 8)
+                self.assert_same_step(ref, fast, X, M, Y, grads=not pdrop)
 
     def test_xla_update_equals_the_plain_one(self):
         X, M, Y = story_batch(np.random.RandomState(8), 4)

@@ -275,6 +275,26 @@ class BadInputTest(tf.test.TestCase):
     def test_n_ctx_over_512(self):
         self.assert_one_line_error(self.flags("--n_ctx", "600"), "512")
 
+    def test_exact_with_mixed_precision(self):
+        self.assert_one_line_error(self.flags("--exact", "--mixed_precision"), "--exact", "--mixed_precision")
+
+    def test_float16_run_checkpoints_its_loss_scale_and_resumes(self):
+        # a float16 run stopped and resumed: the loss scale is in the checkpoint and comes back
+        work = os.path.join(self.root, "fp16")
+        os.makedirs(work)
+        flags = self.flags("--mixed_precision", "float16", "--n_iter", "1", "--n_valid", "8")
+        run_train(work, *flags, "--stop_after_updates", "1")
+        ckpt_dir = os.path.join(work, "save", "rocstories", "checkpoints")
+        with open(os.path.join(ckpt_dir, sorted(f for f in os.listdir(ckpt_dir) if f.startswith("state-"))[-1])) as f:
+            prefix = os.path.join(ckpt_dir, json.load(f)["tf_prefix"])
+        keys = [k for k, _ in tf.train.list_variables(prefix)]
+        scale = [k for k in keys if k.startswith("loss_scale/scale")]
+        self.assertLen(scale, 1, keys)
+        self.assertEqual(tf.train.load_checkpoint(prefix).get_tensor(scale[0]), 2.0 ** 15)
+        proc = run_train(work, *flags, "--resume")
+        self.assertIn("resumed at update 1", proc.stdout)
+        self.assertTrue(os.path.exists(os.path.join(work, "submission", "ROCStories.tsv")))
+
     def test_real_entry_point_prints_no_traceback(self):
         proc = run_train(self.root, *self.flags(data=os.path.join(self.root, "nope")), check=False)
         self.assertEqual(proc.returncode, 1)
