@@ -72,6 +72,9 @@ def build_parser():
     p.add_argument("--steps", type=int, default=5, help="timed training updates (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed updates first (tracing, allocation)")
     p.add_argument("--eval_steps", type=int, default=0, help="timed eval forwards (default: --steps)")
+    p.add_argument("--eval_batch", type=int, default=0,
+                   help="stories per eval forward (default: the global training batch; train.py evaluates and "
+                        "predicts n_batch * n_gpu stories at a time, 32 by default), cut from the batches in order")
     p.add_argument("--mode", choices=("both", "optimized", "original"), default="both")
     p.add_argument("--n_layer", type=int, default=12)
     p.add_argument("--n_embd", type=int, default=768)
@@ -106,6 +109,17 @@ def load_batches(args):
         return X, M, Y
     n_global = args.n_batch * args.n_gpu
     return synthetic_batches(max(args.steps + args.warmup, 4), n_global, n_ctx=args.n_ctx, n_vocab=args.n_vocab)
+
+
+def eval_batches(X, M, Y, n):
+    """The stories of X [S, B, ...] regrouped into batches of n (0: B), [S', n, ...]; a partial tail is dropped."""
+    B = X.shape[1]
+    n = n or B
+    X, M, Y = (a.reshape(-1, *a.shape[2:]) for a in (X, M, Y))
+    k = len(X) // n
+    if k < 1:
+        raise SystemExit(f"--eval_batch {n}: the batches hold only {len(X)} stories")
+    return tuple(a[:k * n].reshape(k, n, *a.shape[1:]) for a in (X, M, Y))
 
 
 def run_mode(args, mode):
@@ -154,9 +168,10 @@ def run_mode(args, mode):
     real_tokens = float(np.mean([M[(args.warmup + i) % S].sum() for i in range(args.steps)]))
 
     n_eval = args.eval_steps or args.steps
+    EX, EM, EY = eval_batches(X, M, Y, args.eval_batch)
     def timed_eval(i):
         t0 = time.perf_counter()
-        trainer.eval_batch(X[i % S], M[i % S], Y[i % S])
+        trainer.eval_batch(EX[i % len(EX)], EM[i % len(EX)], EY[i % len(EX)])
         return time.perf_counter() - t0
     for i in range(max(args.warmup, 1)):
         timed_eval(i)
@@ -172,13 +187,14 @@ def run_mode(args, mode):
         "real_tokens_per_step": real_tokens,
         "timed_mean_seq_len": round(float(np.mean([M[(args.warmup + i) % S].sum(-1).mean() for i in range(args.steps)])), 2),
         "eval_step_s": round(eval_s, 4),
+        "eval_stories_per_forward": int(EX.shape[1]),
     }
     if original:
         # the padded forward WITH the LM head computed (what the original would do, unpruned)
         fwd_lm = tf.function(lambda x, m, y: trainer.model(x, m, y, training=False, lm_head="full")[2])
         def timed_fwd_lm(i):
             t0 = time.perf_counter()
-            fwd_lm(X[i % S], M[i % S], Y[i % S]).numpy()
+            fwd_lm(EX[i % len(EX)], EM[i % len(EX)], EY[i % len(EX)]).numpy()
             return time.perf_counter() - t0
         timed_fwd_lm(0)
         out["eval_with_lm_head_step_s"] = round(float(np.median([timed_fwd_lm(i) for i in range(n_eval)])), 4)
@@ -237,7 +253,7 @@ def main(argv=None):
         keys = ("train_step_s", "grads_s", "apply_s", "train_step_cpu_s", "tokens_per_s", "eval_step_s",
                 "peak_rss_mb")
         res = {**info, **{k: opt[k] for k in keys}, "real_tokens_per_step": opt["real_tokens_per_step"],
-               "timed_mean_seq_len": opt["timed_mean_seq_len"],
+               "timed_mean_seq_len": opt["timed_mean_seq_len"], "eval_stories_per_forward": opt["eval_stories_per_forward"],
                "speedup_vs_original_mode": round(orig["train_step_s"] / opt["train_step_s"], 3),
                "eval_speedup_vs_original_mode": round(orig["eval_step_s"] / opt["eval_step_s"], 3),
                "eval_speedup_vs_original_with_lm_head": round(orig["eval_with_lm_head_step_s"] / opt["eval_step_s"], 3),
