@@ -49,8 +49,7 @@ def _rows_at(x, pool, layout=None):
     """Row `pool[s]` of each sequence s: x [S, T, n], or packed [N, n] with its layout -> [S, n]."""
     if layout is not None:
         return tf.gather(x, tf.gather(layout.row_map, tf.range(layout.S) * layout.T + pool))
-    S, T, n = ops.shape_list(x)
-    return tf.gather(tf.reshape(x, [-1, n]), tf.range(S) * T + pool)
+    return ops.rows_at(x, pool)
 
 
 class _Layer(keras.layers.Layer):
@@ -133,7 +132,7 @@ class Attention(_Layer):
         if self.scale:
             n_state = ops.shape_list(v)[-1]
             w = w * tf.math.rsqrt(tf.cast(n_state, w.dtype))
-        w = ops.mask_attn_weights(w) if pool is None else ops.mask_attn_weights_at(w, pool)
+        w = ops.mask_attn_weights(w, pool)
         w = tf.nn.softmax(w)
         w = _dropout(w, self.attn_pdrop, seed, n_ctx=self.n_ctx, seq_axes=(2, 3))
         return tf.matmul(ops.to_dtype(w, v.dtype), v)  # [batch, heads, queries, features/heads]
@@ -148,7 +147,7 @@ class Attention(_Layer):
             c = packing.unpack(c, layout)  # [batch, sequence, 3 * features]
         q, k, v = tf.split(c, 3, axis=2)
         if pool is not None:
-            q = tf.expand_dims(_rows_at(q, pool), 1)  # [batch, 1, features]
+            q = tf.expand_dims(ops.rows_at(q, pool), 1)  # [batch, 1, features]
         q = ops.split_heads(q, self.n_head)  # [batch, heads, sequence, features/heads]
         k = ops.split_heads(k, self.n_head, k=True)  # [batch, heads, features/heads, sequence]
         v = ops.split_heads(v, self.n_head)

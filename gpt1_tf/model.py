@@ -133,9 +133,7 @@ class TransformerModel(keras.Model):
 
 def pooled(h, X, clf_token):
     """h [S, T, n_embd] at each sequence's first `_classify_` token: [S, n_embd]."""
-    n_seq, T = ops.shape_list(X)[0], ops.shape_list(X)[1]
-    n_embd = ops.shape_list(h)[-1]
-    return tf.gather(tf.reshape(h, [-1, n_embd]), tf.range(n_seq, dtype=tf.int32) * T + ops.pool_index(X, clf_token))
+    return ops.rows_at(h, ops.pool_index(X, clf_token))
 
 
 def lm_losses_full(h, we, X, M):

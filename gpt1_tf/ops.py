@@ -69,11 +69,16 @@ def merge_heads(x):
     return merge_states(tf.transpose(x, [0, 2, 1, 3]))
 
 
-def mask_attn_weights(w):
-    """Multiplicative causal mask of the original: w*b + -1e9*(1-b), b the lower triangle."""
+def mask_attn_weights(w, pool=None):
+    """Multiplicative causal mask of the original: w*b + -1e9*(1-b), b the lower triangle.
+
+    With `pool` [S] (one query per sequence, w [S, heads, 1, T]): b is row `pool[s]` of the triangle.
+    """
     n = shape_list(w)[-1]
-    b = tf.linalg.band_part(tf.ones([n, n], dtype=w.dtype), -1, 0)
-    b = tf.reshape(b, [1, 1, n, n])
+    if pool is None:
+        b = tf.reshape(tf.linalg.band_part(tf.ones([n, n], dtype=w.dtype), -1, 0), [1, 1, n, n])
+    else:
+        b = tf.reshape(tf.cast(tf.range(n)[None, :] <= pool[:, None], w.dtype), [-1, 1, 1, n])
     return w * b + tf.cast(-1e9, w.dtype) * (1 - b)
 
 
@@ -82,12 +87,10 @@ def pool_index(X, clf_token):
     return tf.cast(tf.argmax(tf.cast(tf.equal(X[:, :, 0], clf_token), tf.float32), 1), tf.int32)
 
 
-def mask_attn_weights_at(w, pool):
-    """`mask_attn_weights` for one query per sequence: w [S, heads, 1, T], the query at position pool [S]."""
-    T = shape_list(w)[-1]
-    b = tf.cast(tf.range(T)[None, :] <= pool[:, None], w.dtype)  # row `pool` of the lower triangle
-    b = tf.reshape(b, [-1, 1, 1, T])
-    return w * b + tf.cast(-1e9, w.dtype) * (1 - b)
+def rows_at(x, pool):
+    """Row `pool[s]` of each sequence s of x [S, T, n]: [S, n]."""
+    S, T, n = shape_list(x)
+    return tf.gather(tf.reshape(x, [-1, n]), tf.range(S, dtype=tf.int32) * T + pool)
 
 
 def dropout(x, rate, seed, *, noise_shape=None):

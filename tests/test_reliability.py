@@ -242,21 +242,22 @@ class ReliabilityTest(tf.test.TestCase):
         self.assertIn("resumed at update", self.resumed.stdout)
         self.assertSameRun("killed")
 
+    def assert_fell_back(self, name, culprit):
+        """Run `name` warned once, naming `culprit`, resumed from the previous checkpoint (update 7)
+        and ended as the uninterrupted run."""
+        proc = getattr(self, name)
+        self.assertOk(proc)
+        warnings = proc.lines("warning:")
+        self.assertLen(warnings, 1, proc.stderr)
+        self.assertIn(culprit, warnings[0])
+        self.assertIn("resumed at update 7", proc.stdout)
+        self.assertSameRun(name)
+
     def test_corrupt_checkpoint_data_falls_back(self):
-        self.assertOk(self.corrupt_data)
-        warnings = self.corrupt_data.lines("warning:")
-        self.assertLen(warnings, 1, self.corrupt_data.stderr)
-        self.assertIn(self.corrupt_prefix, warnings[0])
-        self.assertIn("resumed at update 7", self.corrupt_data.stdout)
-        self.assertSameRun("corrupt_data")
+        self.assert_fell_back("corrupt_data", self.corrupt_prefix)
 
     def test_corrupt_sidecar_falls_back(self):
-        self.assertOk(self.corrupt_state)
-        warnings = self.corrupt_state.lines("warning:")
-        self.assertLen(warnings, 1, self.corrupt_state.stderr)
-        self.assertIn("state-00000008.json", warnings[0])
-        self.assertIn("resumed at update 7", self.corrupt_state.stdout)
-        self.assertSameRun("corrupt_state")
+        self.assert_fell_back("corrupt_state", "state-00000008.json")
 
 
 def run_main_in(root, args):
