@@ -2,13 +2,13 @@
 
 import csv
 import io
-import json
 
 from sklearn.metrics import accuracy_score
 
 from gpt1_tf.datasets import rocstories_test_labels
 from gpt1_tf.errors import DataError
 from gpt1_tf.files import read_text
+from gpt1_tf.logs import read_log
 
 PRED_HEADER = ["index", "prediction"]
 
@@ -30,31 +30,6 @@ def read_predictions(pred_path, n_expected):
     if len(preds) != n_expected:
         raise DataError(pred_path, f"{len(preds)} predictions, but the test file has {n_expected} stories")
     return preds
-
-
-def read_log(log_path):
-    """Read the evaluation records of a `<desc>.jsonl` log (the first line holds the arguments)."""
-    try:
-        with open(log_path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(log_path, f"cannot read the training log ({err})") from None
-    logs = []
-    for line_no, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            raise DataError(log_path, "not a JSON object", line_no) from None
-        if line_no > 1 and isinstance(record, dict) and "skipped_update" in record:
-            continue  # an update dropped by --nan_policy skip, not an evaluation
-        if line_no > 1 and not (isinstance(record, dict) and isinstance(record.get("va_acc"), (int, float))):
-            raise DataError(log_path, "evaluation record without a numeric 'va_acc'", line_no)
-        logs.append(record)
-    if len(logs) < 2:
-        raise DataError(log_path, "no evaluation records after the arguments line")
-    return logs[1:]
 
 
 def rocstories(data_dir, pred_path, log_path):

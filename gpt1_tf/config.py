@@ -1,17 +1,26 @@
 """Configuration objects, built once from the command line and passed explicitly.
 
 Nothing in the package reads argparse or module globals: the original's
-`globals().update(args.__dict__)` is replaced by these two frozen dataclasses.
+`globals().update(args.__dict__)` is replaced by these frozen dataclasses. They are the one owner
+of the choices (activations, schedules, dtypes, LM heads), the defaults (the command line takes
+its defaults from them) and the validation of what they hold.
 """
 import dataclasses
 
-from gpt1_tf.errors import Gpt1Error
+from gpt1_tf import tokens
+from gpt1_tf.errors import ConfigError
 
-N_SPECIAL = 3  # _start_, _delimiter_, _classify_ (appended after the BPE vocabulary)
 MAX_N_CTX = 512  # rows of the pretrained position table
+MIN_N_CTX = 8  # _start_, a token, _delimiter_, a token, _classify_ and a little room
 ACTIVATIONS = ("gelu", "swish", "relu")
 LR_SCHEDULES = ("warmup_cosine", "warmup_linear", "warmup_constant")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+LM_HEADS = ("masked", "full")
+
+
+def _choice(name, value, choices):
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,8 +28,8 @@ class ModelConfig:
     """Hyperparameters of the network (the original `n_*`, `afn` and `*_pdrop` flags)."""
 
     n_vocab: int = 40478
-    n_special: int = N_SPECIAL
-    n_ctx: int = 512
+    n_special: int = tokens.N_SPECIAL
+    n_ctx: int = MAX_N_CTX
     n_embd: int = 768
     n_head: int = 12
     n_layer: int = 12
@@ -36,38 +45,43 @@ class ModelConfig:
     def __post_init__(self):
         for name in ("n_vocab", "n_ctx", "n_embd", "n_head", "n_layer"):
             if getattr(self, name) < 1:
-                raise Gpt1Error(f"{name} must be positive, got {getattr(self, name)}")
-        if self.n_special < 3:
-            raise Gpt1Error(f"n_special must be at least 3 (_start_, _delimiter_, _classify_), got {self.n_special}")
+                raise ConfigError(f"n_{name[2:]} must be positive, got {getattr(self, name)}")
+        if self.n_ctx > MAX_N_CTX:
+            raise ConfigError(f"n_ctx {self.n_ctx} > {MAX_N_CTX}: GPT-1's position table has {MAX_N_CTX} rows")
+        if self.n_special < tokens.N_SPECIAL:
+            raise ConfigError(f"n_special must be at least {tokens.N_SPECIAL} "
+                              f"({', '.join(tokens.SPECIAL_TOKENS)}), got {self.n_special}")
         if self.n_embd % self.n_head:
-            raise Gpt1Error(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if self.afn not in ACTIVATIONS:
-            raise Gpt1Error(f"afn must be one of {', '.join(ACTIVATIONS)}, got {self.afn!r}")
+            raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        _choice("afn", self.afn, ACTIVATIONS)
         for name in ("embd_pdrop", "attn_pdrop", "resid_pdrop", "clf_pdrop"):
             if not 0.0 <= getattr(self, name) < 1.0:
-                raise Gpt1Error(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.compute_dtype not in COMPUTE_DTYPES:
-            raise Gpt1Error(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {self.compute_dtype!r}")
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        _choice("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
 
     @property
     def n_table(self):
         """Rows of the single embedding matrix `we`: tokens | specials | positions."""
-        return self.n_vocab + self.n_special + self.n_ctx
+        return tokens.n_table(self.n_vocab, self.n_ctx, self.n_special)
 
     @property
     def clf_token(self):
-        """Id of `_classify_`: the original appended _start_, _delimiter_, _classify_ to the encoder."""
-        return self.n_vocab + 2
+        """Id of `_classify_`, where the classifier reads the hidden state."""
+        return tokens.clf_id(self.n_vocab)
 
     @property
     def n_params_arrays(self):
         """3 + 12 * n_layer arrays in the original variable order (we, layers, clf/w, clf/b)."""
         return 3 + 12 * self.n_layer
 
+    @property
+    def has_dropout(self):
+        return any(p > 0 for p in (self.embd_pdrop, self.attn_pdrop, self.resid_pdrop, self.clf_pdrop))
+
 
 @dataclasses.dataclass(frozen=True)
 class OptConfig:
-    """Optimizer settings of the original `adam` (with the decoupled weight-decay fix)."""
+    """Settings of the original `adam` (with the decoupled weight-decay fix); defaults are the original's."""
 
     lr: float = 6.25e-5
     lr_schedule: str = "warmup_linear"
@@ -81,9 +95,69 @@ class OptConfig:
     max_grad_norm: float = 1.0
 
     def __post_init__(self):
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise Gpt1Error(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         if self.t_total < 1:
-            raise Gpt1Error(f"t_total must be at least 1, got {self.t_total} (is the training set smaller than one batch?)")
+            raise ConfigError(f"t_total must be at least 1, got {self.t_total} (is the training set smaller than one batch?)")
         if self.lr_warmup <= 0:
-            raise Gpt1Error(f"lr_warmup must be positive, got {self.lr_warmup}")
+            raise ConfigError(f"lr_warmup must be positive, got {self.lr_warmup}")
+
+
+# the options each mode fixes; None fields of a StepConfig take these, then the defaults below
+_MODE_FIXES = {
+    "exact": dict(trim=False, packed=False, lm_head="full", pool_only_eval=False, fused_apply=False),
+    "xla": dict(packed=False, lm_head="full"),
+    "default": {},
+}
+_STEP_DEFAULTS = dict(trim=True, packed=True, lm_head="masked", pool_only_eval=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """How the train and eval steps compute. Every option changes the work done, not the outputs.
+
+    Modes: the default (`trim` each batch to its longest sequence, `packed` dense layers, the
+    `masked` LM head, `pool_only_eval`: the last block of an evaluation only where the classifier
+    reads, and `fused_apply`: the Adam update compiled with XLA); `exact`, the original's
+    arithmetic (padded batches, the full LM head, nothing fused); `xla`, static shapes for XLA
+    (batches trimmed to a multiple of 8, the padded layout, the full LM head). A field left None
+    takes its mode's value (`fused_apply` None: on with one tower, decided by the Trainer); a value
+    that contradicts the mode raises ConfigError instead of being silently overridden.
+    """
+
+    exact: bool = False
+    xla: bool = False
+    trim: bool | None = None
+    packed: bool | None = None
+    lm_head: str | None = None
+    pool_only_eval: bool | None = None
+    fused_apply: bool | None = None
+
+    def __post_init__(self):
+        if self.exact and self.xla:
+            raise ConfigError("exact (the original's arithmetic) and xla (static shapes) exclude each other")
+        for name, value in _MODE_FIXES[self.mode].items():
+            given = getattr(self, name)
+            if given is not None and given != value:
+                raise ConfigError(f"the {self.mode} step computes with {name}={value!r}; "
+                                  f"{name}={given!r} contradicts it")
+            object.__setattr__(self, name, value)
+        for name, value in _STEP_DEFAULTS.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        _choice("lm_head", self.lm_head, LM_HEADS)
+
+    @property
+    def mode(self):
+        return "exact" if self.exact else "xla" if self.xla else "default"
+
+    @property
+    def trim_multiple(self):
+        """Trimmed lengths are multiples of this: few distinct shapes, one XLA compilation each."""
+        return 8 if self.xla else 1
+
+
+def check_compatible(model_cfg, step_cfg):
+    """Refuse a model and step configuration that contradict each other."""
+    if step_cfg.exact and model_cfg.compute_dtype != "float32":
+        raise ConfigError(f"--exact (StepConfig.exact) is the original's float32 arithmetic, not mixed precision: "
+                          f"drop --mixed_precision (compute_dtype {model_cfg.compute_dtype})")

@@ -2,7 +2,11 @@
 
 
 class Gpt1Error(Exception):
-    """A problem with the user's input (a file, a flag). `train.py` prints it on one line and exits 1."""
+    """A problem with the user's input (a file, a flag). The entry points print it on one line and exit 1."""
+
+
+class ConfigError(Gpt1Error, ValueError):
+    """Settings that are invalid or contradict each other (a flag, a config object's field)."""
 
 
 class DataError(Gpt1Error):

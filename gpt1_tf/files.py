@@ -1,16 +1,40 @@
-"""File helpers shared by the readers and writers: strict UTF-8 reads, atomic writes. No TensorFlow."""
+"""File helpers shared by the readers and writers: strict UTF-8 reads, atomic writes, a folder lock. No TensorFlow."""
+import errno
+import fcntl
 import os
-import tempfile
+import secrets
+import stat
 
-from gpt1_tf.errors import DataError
+from gpt1_tf.errors import DataError, Gpt1Error
+
+
+def _temp_file(path):
+    """Create a new temporary file next to `path`; (fd, name).
+
+    os.open with mode 0o666 lets the umask decide the permissions, as a plain open() would
+    (tempfile.mkstemp would make every output 0600). A file that replaces an existing one keeps
+    that file's permissions, as writing into it would.
+    """
+    directory, base = os.path.split(path)
+    while True:
+        tmp = os.path.join(directory or ".", f".{base}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+    except FileNotFoundError:
+        pass
+    return fd, tmp
 
 
 def atomic_write(path, write_fn, mode="wb"):
     """Write through a temporary file in the same directory, then rename: never a half-written file."""
     path = os.fspath(path)
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd, tmp = _temp_file(path)
     try:
         with os.fdopen(fd, mode) as f:
             write_fn(f)
@@ -34,6 +58,8 @@ def read_text(path, what, *, missing=None, bom=False):
             raw = f.read()
     except FileNotFoundError:
         raise DataError(path, missing or f"no such file (the {what})") from None
+    except IsADirectoryError:
+        raise DataError(path, f"is a folder, not a file (the {what})") from None
     except OSError as err:
         raise DataError(path, f"cannot read the {what} ({err.strerror})") from None
     try:
@@ -41,3 +67,62 @@ def read_text(path, what, *, missing=None, bom=False):
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise DataError(path, f"not valid UTF-8 (byte 0x{raw[err.start]:02x})", line) from None
+
+
+def check_output_folder(path, flag):
+    """Raise a one-line error unless `path` is, or can be created as, a writable folder.
+
+    Checked before any work starts, so that a run does not train for hours and then fail to
+    write its results. Nothing is created.
+    """
+    path = os.path.abspath(path)
+    probe = path
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise Gpt1Error(f"{probe}: exists and is not a folder, so {flag} {path} cannot be used")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise Gpt1Error(f"{probe}: not writable, so {flag} {path} cannot be used")
+
+
+class FolderLock:
+    """An exclusive lock on a folder for one process (flock on `<folder>/.lock`).
+
+    The kernel drops the lock when its process ends, however it ends, so a killed run never
+    leaves it stuck. A second process gets a one-line Gpt1Error naming the holder's pid.
+    """
+
+    def __init__(self, folder, what="run"):
+        self.folder, self.what, self.fd = folder, what, None
+
+    def acquire(self):
+        os.makedirs(self.folder, exist_ok=True)
+        path = os.path.join(self.folder, ".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            if err.errno in (errno.EAGAIN, errno.EACCES):
+                raise Gpt1Error(f"{self.folder}: another {self.what} (pid {holder}) is using this folder; wait for "
+                                "it to end or choose another --save_dir or --desc") from None
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+        return self
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()

@@ -1,13 +1,18 @@
 """Keras 3 layers of GPT-1, named like the original variable scopes.
 
-Variable paths read `model/h0/attn/c_attn/w`, `model/h0/ln_1/g`, ... (Keras 3 `v.path`).
+Layer names follow the original's scopes: `h0/attn/c_attn/w`, `h0/ln_1/g`, `clf/w`, ...
 Only layers that own weights are layers; the arithmetic lives in `gpt1_tf.ops`.
 Dropout takes an explicit stateless `seed` ([2] int32 tensor or None): None means no dropout.
 """
+import dataclasses
+
 import keras
 import tensorflow as tf
 
 from gpt1_tf import ops, packing
+from gpt1_tf.config import ModelConfig
+
+serializable = keras.saving.register_keras_serializable("gpt1_tf")
 
 
 def normal_init():
@@ -65,6 +70,7 @@ class _Layer(keras.layers.Layer):
         super().__init__(**kwargs)
 
 
+@serializable
 class Conv1D(_Layer):
     """The original `conv1d(x, scope, nf, rf)`: weight `w` [rf, nx, nf], bias `b` [nf]."""
 
@@ -92,6 +98,7 @@ class Conv1D(_Layer):
         return {**super().get_config(), "nf": self.nf, "rf": self.rf}
 
 
+@serializable
 class Norm(_Layer):
     """The original `norm(x, scope)`: layer norm over the last axis, eps 1e-5, g=1, b=0."""
 
@@ -112,6 +119,7 @@ class Norm(_Layer):
         return {**super().get_config(), "e": self.e}
 
 
+@serializable
 class Attention(_Layer):
     """Masked multi-head self-attention: `c_attn`, scaled q@k, causal mask, softmax, `c_proj`."""
 
@@ -166,6 +174,7 @@ class Attention(_Layer):
                 "n_ctx": self.n_ctx}
 
 
+@serializable
 class MLP(_Layer):
     """Position-wise feed-forward: act(`c_fc`(x)) -> `c_proj`, then residual dropout."""
 
@@ -193,12 +202,13 @@ class MLP(_Layer):
                 "n_ctx": self.n_ctx}
 
 
+@serializable
 class Block(_Layer):
     """Post-norm transformer block (GPT-1, unlike GPT-2): n = ln_1(x + attn(x)); h = ln_2(n + mlp(n))."""
 
     def __init__(self, cfg, **kwargs):
         super().__init__(**kwargs)
-        self.cfg = cfg
+        cfg = self.cfg = cfg if isinstance(cfg, ModelConfig) else ModelConfig(**cfg)
         nx = cfg.n_embd
         self.attn = Attention(nx, n_head=cfg.n_head, attn_pdrop=cfg.attn_pdrop,
                               resid_pdrop=cfg.resid_pdrop, scale=True, n_ctx=cfg.n_ctx, name="attn")
@@ -231,7 +241,11 @@ class Block(_Layer):
         m = self.mlp(n, seed=site_seed(seed, 1), layout=layout)
         return self.ln_2(n + m)
 
+    def get_config(self):
+        return {**super().get_config(), "cfg": dataclasses.asdict(self.cfg)}
 
+
+@serializable
 class ClfHead(_Layer):
     """The original `clf(x, ny)`: a dense layer `w` [nx, ny] N(0, 0.02), `b` [ny] zeros."""
 

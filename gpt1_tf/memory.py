@@ -3,7 +3,7 @@
 Pure arithmetic on the config (no TensorFlow import), so `train.py` can refuse a run that cannot
 fit with one line instead of an out-of-memory crash minutes later. Calibrated on the full model:
 8 stories x 2 endings, n_ctx 77, one tower -> ~5 GB; the original's peak RSS was 5.7 GB
-(../shared/gpt1/PERF.md).
+(measured with the original TF1 code on the project's 2-core CPU).
 """
 import dataclasses
 import os
@@ -79,3 +79,39 @@ def physical_memory_bytes():
 def gib(n):
     """Bytes as a short human figure: '5.3 GiB'."""
     return f"{n / 2**30:.1f} GiB"
+
+
+def device_memory(n_gpu):
+    """(bytes the towers' device has, towers on it, where): the first GPU's memory or this machine's RAM.
+
+    Listing physical GPUs does not initialise TensorFlow's devices, so this may run before the
+    towers are set up. One tower per GPU when there are enough, else all towers share the first.
+    """
+    from gpt1_tf.runtime import quiet_tensorflow
+    with quiet_tensorflow():  # the first TensorFlow import of a run, and its CUDA probing
+        import tensorflow as tf
+        gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return physical_memory_bytes(), n_gpu, "this machine"
+    try:
+        available = tf.config.experimental.get_device_details(gpus[0]).get("device_memory_size")
+    except Exception:
+        available = None
+    towers = 1 if len(gpus) >= n_gpu else n_gpu
+    return available, towers, "each GPU" if towers == 1 else "the GPU"
+
+
+def check_memory(model_cfg, n_batch, n_gpu):
+    """Refuse, with one line, a run whose estimated memory clearly exceeds what the towers' device has."""
+    from gpt1_tf.errors import Gpt1Error
+    available, towers, where = device_memory(n_gpu)
+    if not available:
+        return  # unknown: let TensorFlow find out
+    need = estimate_train_bytes(model_cfg, n_batch, towers)
+    if need.total > available:
+        lower = "--n_batch" + (", --n_gpu" if towers > 1 else "") + " or --n_ctx"
+        raise Gpt1Error(
+            f"this run needs about {gib(need.total)} of memory ({towers} tower(s) of {n_batch} stories x 2 "
+            f"endings x {model_cfg.n_ctx} tokens: parameters and Adam state {gib(need.state)}, activations "
+            f"{gib(need.activations)}, LM logits {gib(need.logits)}) but {where} has {gib(available)}; "
+            f"lower {lower} (now --n_batch {n_batch} --n_gpu {n_gpu} --n_ctx {model_cfg.n_ctx})")

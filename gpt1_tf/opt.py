@@ -12,12 +12,16 @@ no schedule on the bias-corrected rate), so this is the original's update writte
 
 Gradients are clipped together by global norm (tf.clip_by_global_norm) when max_grad_norm > 0.
 `apply` must run in cross-replica context on gradients already averaged across towers: the
-original clipped the tower average, not each tower (see STYLE.md, the Keras 3 trap).
+original clipped the tower average, not each tower (Keras 3 optimizers would clip inside each
+replica, before the cross-replica sum).
 """
+import dataclasses
 import math
 
 import keras
 import tensorflow as tf
+
+from gpt1_tf.config import LR_SCHEDULES, OptConfig
 
 
 def warmup_cosine(x, warmup=0.002):
@@ -35,32 +39,23 @@ def warmup_linear(x, warmup=0.002):
     return (s * (x / warmup) + (1 - s)) * (1 - x)
 
 
-lr_schedules = {
-    "warmup_cosine": warmup_cosine,
-    "warmup_linear": warmup_linear,
-    "warmup_constant": warmup_constant,
-}
+lr_schedules = {name: globals()[name] for name in LR_SCHEDULES}  # the choices are config's
 
 
 class OpenAIAdam(keras.optimizers.Optimizer):
-    """The original `adam(params, grads, lr, schedule, t_total, ...)` as a Keras 3 optimizer."""
+    """The original `adam(params, grads, lr, schedule, t_total, ...)` as a Keras 3 optimizer.
 
-    def __init__(self, *, lr=6.25e-5, schedule="warmup_linear", warmup=0.002, t_total=1,
-                 b1=0.9, b2=0.999, e=1e-8, l2=0.0, vector_l2=False, max_grad_norm=-1.0,
-                 name="adam", **kwargs):
-        if schedule not in lr_schedules:
-            raise ValueError(f"unknown lr_schedule {schedule!r}; expected one of {sorted(lr_schedules)}")
-        super().__init__(learning_rate=lr, name=name, **kwargs)
-        self.lr, self.schedule, self.warmup, self.t_total = lr, schedule, warmup, t_total
-        self.b1, self.b2, self.e, self.l2, self.vector_l2 = b1, b2, e, l2, vector_l2
-        self.max_grad_norm = max_grad_norm
+    Takes its settings from one `OptConfig` (the original's defaults); `cfg.lr_schedule` names
+    one of `lr_schedules`.
+    """
 
-    @classmethod
-    def from_config_objects(cls, opt_cfg):
-        """Build from a `gpt1_tf.config.OptConfig`."""
-        return cls(lr=opt_cfg.lr, schedule=opt_cfg.lr_schedule, warmup=opt_cfg.lr_warmup,
-                   t_total=opt_cfg.t_total, b1=opt_cfg.b1, b2=opt_cfg.b2, e=opt_cfg.e, l2=opt_cfg.l2,
-                   vector_l2=opt_cfg.vector_l2, max_grad_norm=opt_cfg.max_grad_norm)
+    def __init__(self, cfg=None, *, name="adam", **kwargs):
+        cfg = cfg or OptConfig()
+        super().__init__(learning_rate=cfg.lr, name=name, **kwargs)
+        self.cfg = cfg
+        self.lr, self.schedule, self.warmup, self.t_total = cfg.lr, cfg.lr_schedule, cfg.lr_warmup, cfg.t_total
+        self.b1, self.b2, self.e, self.l2, self.vector_l2 = cfg.b1, cfg.b2, cfg.e, cfg.l2, cfg.vector_l2
+        self.max_grad_norm = cfg.max_grad_norm
 
     def build(self, var_list):
         if self.built:
@@ -73,7 +68,7 @@ class OpenAIAdam(keras.optimizers.Optimizer):
         tt = tf.cast(self.iterations, tf.float32) + 1
         lrt = self.lr * tf.sqrt(1 - tf.pow(tf.constant(self.b2, tf.float32), tt)) / (
             1 - tf.pow(tf.constant(self.b1, tf.float32), tt))
-        # the golden fixtures evaluate the schedule at the incremented t (SPEC, Optimizer)
+        # the original evaluated the schedule at the incremented t (its golden outputs agree)
         return lrt * lr_schedules[self.schedule](tt / self.t_total, warmup=self.warmup)
 
     def apply(self, grads, trainable_variables=None):
@@ -100,8 +95,11 @@ class OpenAIAdam(keras.optimizers.Optimizer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(lr=self.lr, schedule=self.schedule, warmup=self.warmup, t_total=self.t_total,
-                      b1=self.b1, b2=self.b2, e=self.e, l2=self.l2, vector_l2=self.vector_l2,
-                      max_grad_norm=self.max_grad_norm)
         config.pop("learning_rate", None)
-        return config
+        return {**config, **dataclasses.asdict(self.cfg)}
+
+    @classmethod
+    def from_config(cls, config):
+        fields = {f.name for f in dataclasses.fields(OptConfig)}
+        cfg = OptConfig(**{k: v for k, v in config.items() if k in fields})
+        return cls(cfg, name=config.get("name", "adam"))

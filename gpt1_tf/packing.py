@@ -1,7 +1,7 @@
 """Packing: run the dense layers on real tokens only, attention on the padded layout.
 
 A batch X [S, T, 2] pads every sequence to T. The conv1d/MLP/norm arithmetic is per position, so
-it can run on one [N, n_embd] matrix of the N positions that matter (PERF.md: 1.47x fewer FLOPs
+it can run on one [N, n_embd] matrix of the N positions that matter (1.47x fewer FLOPs
 than the padded step). Attention needs each sequence's keys, so its inputs are gathered back to
 [S, T, ...] (padded positions read an arbitrary real row: a real query never attends to them, the
 causal mask puts them after it, and their outputs are dropped), and its output is packed again.

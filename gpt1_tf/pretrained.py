@@ -13,8 +13,9 @@ import os
 import joblib
 import numpy as np
 
+from gpt1_tf import tokens
 from gpt1_tf.errors import DataError, Gpt1Error
-from gpt1_tf.files import atomic_write
+from gpt1_tf.files import atomic_write, read_text
 
 N_SHARDS = 10
 N_PER_LAYER = 12
@@ -87,12 +88,10 @@ def load_shards(model_dir):
     if not os.path.exists(shapes_path):
         raise DataError(shapes_path, f"missing: {WEIGHTS_HELP}")
     try:
-        with open(shapes_path, encoding="utf-8") as f:
-            shapes = json.load(f)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise DataError(shapes_path, f"not valid JSON ({err})")
-    if (not isinstance(shapes, list) or len(shapes) < 2
-            or not all(isinstance(s, list) and s and all(isinstance(d, int) and d > 0 for d in s) for s in shapes)):
+        shapes = json.loads(read_text(shapes_path, "weight shapes"))
+    except ValueError as err:
+        raise DataError(shapes_path, f"not valid JSON ({str(err).splitlines()[0]})") from None
+    if not _is_shape_list(shapes):
         raise DataError(shapes_path, "expected a JSON list of shapes (lists of positive integers), at least 2")
     if (len(shapes) - 2) % N_PER_LAYER:
         raise DataError(shapes_path, f"{len(shapes)} shapes: expected 2 + 12 per layer")
@@ -108,6 +107,9 @@ def load_shards(model_dir):
             raise DataError(path, f"not a readable .npy file ({type(err).__name__}: {err})".splitlines()[0])
         if a.ndim != 1 or not np.issubdtype(a.dtype, np.floating):
             raise DataError(path, f"expected a 1-D float array, found shape {a.shape} dtype {a.dtype}")
+        if not np.all(np.isfinite(a)):
+            bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+            raise DataError(path, f"{bad} non-finite values (NaN or Inf): a corrupt weight shard")
         flat.append(a.astype(np.float32, copy=False))
     total = sum(len(a) for a in flat)
     if total != sum(sizes):
@@ -116,6 +118,14 @@ def load_shards(model_dir):
     offsets = np.cumsum(sizes)
     arrays = np.split(np.concatenate(flat, 0), offsets)[:-1]
     return [a.reshape(s) for a, s in zip(arrays, shapes)]
+
+
+def _is_shape_list(shapes):
+    """A list of at least 2 shapes, each a non-empty list of positive ints (JSON `true` is no int here)."""
+    def is_dim(d):
+        return type(d) is int and d > 0
+    return (isinstance(shapes, list) and len(shapes) >= 2
+            and all(isinstance(s, list) and s and all(is_dim(d) for d in s) for s in shapes))
 
 
 def save_shards(arrays, model_dir, n_shards=N_SHARDS):
@@ -176,5 +186,5 @@ def export_shards(model, model_dir):
     params = get_params(model)
     we = params[0]
     tokens = we[:cfg.n_vocab]
-    positions = we[cfg.n_vocab + cfg.n_special:]
+    positions = we[tokens.position_id(cfg.n_vocab, 0, cfg.n_special):]
     save_shards([positions, tokens] + params[1:-2], model_dir)

@@ -14,15 +14,13 @@ import spacy
 from spacy.attrs import ORTH
 from tqdm import tqdm
 
+from gpt1_tf import tokens
 from gpt1_tf.errors import DataError
 from gpt1_tf.files import read_text
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 DEFAULT_ENCODER_PATH = os.path.join(DATA_DIR, "encoder_bpe_40000.json")
 DEFAULT_BPE_PATH = os.path.join(DATA_DIR, "vocab_40000.bpe")
-
-# Names of the ids appended after the BPE vocabulary, in order (see `gpt1_tf.datasets.special_ids`).
-SPECIAL_TOKENS = ("_start_", "_delimiter_", "_classify_")
 
 # The original's punctuation rule: runs of - ~ ! " ; ? + , ) ( / * [ ] } { | _ become separate,
 # space-delimited tokens. Its pattern alternated one `c+` per character; a class plus a backreference
@@ -105,6 +103,18 @@ def load_bpe_merges(path):
     return merges
 
 
+def _as_texts(texts):
+    """`texts` as a list of str; a lone str (or bytes) would be encoded one character a text, so refuse it."""
+    if isinstance(texts, (str, bytes)):
+        raise TypeError(f"encode() takes a list of texts, got a {type(texts).__name__}: use encode([text])")
+    texts = list(texts)  # a generator is read once, here
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            name = type(text).__name__
+            raise TypeError(f"encode() takes a list of texts, but texts[{i}] has type {name}, not str")
+    return texts
+
+
 class TextEncoder:
     """Mostly a wrapper for a public Python BPE tokenizer, as in the original."""
 
@@ -166,6 +176,7 @@ class TextEncoder:
         All texts are fixed and standardized first, then tokenized in batches by spaCy's tokenizer
         alone; a token's ids are looked up once per call (the BPE cache is shared across calls).
         """
+        texts = _as_texts(texts)
         prepared = [text_standardize(fix_text(text)) for text in texts]
         docs = self.nlp.tokenizer.pipe(prepared, batch_size=batch_size)
         if verbose:
@@ -188,16 +199,17 @@ class TextEncoder:
     def decode(self, ids):
         """Render ids as readable text: pieces joined, `</w>` -> space, special ids by name."""
         n_vocab = len(self.encoder)
+        names = {i: name for name, i in tokens.special_ids(n_vocab).items()}
         parts = []
         for i in ids:
             i = int(i)
             if 0 <= i < n_vocab:
                 parts.append(self.decoder[i].replace("</w>", " "))
-            elif n_vocab <= i < n_vocab + len(SPECIAL_TOKENS):
-                parts.append(SPECIAL_TOKENS[i - n_vocab] + " ")
+            elif i in names:
+                parts.append(names[i] + " ")
             else:
                 raise ValueError(
                     f"id {i} is out of range: BPE ids are 0..{n_vocab - 1} and special ids "
-                    f"{n_vocab}..{n_vocab + len(SPECIAL_TOKENS) - 1}"
+                    f"{min(names)}..{max(names)}"
                 )
         return "".join(parts).rstrip(" ")

@@ -1,5 +1,6 @@
 """Shared test helpers: golden fixtures (copied from the original's runs) and tiny configs."""
 import json
+import math
 import os
 
 import numpy as np
@@ -59,3 +60,171 @@ def write_tiny_cloze(directory, n_val=24, n_test=12):
         with open(os.path.join(directory, name), "w", encoding="utf-8") as f:
             f.writelines(lines[:1 + n])
     return directory
+
+
+# --- train.py runs (tiny configs) ----------------------------------------------------------------
+TINY = ["--dataset", "rocstories", "--n_valid", "8", "--n_transfer", "-1", "--n_layer", "1", "--n_embd", "16",
+        "--n_head", "2", "--n_iter", "2", "--lr", "1e-3", "--lr_warmup", "0.1"]
+LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launch_train.py")
+
+
+def run_train(workdir, *args, check=True, env=None):
+    """python train.py ... in a fresh process (towers need a fresh TensorFlow), cwd = workdir."""
+    import subprocess
+    import sys
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO, **(env or {}))
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *args], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"train.py failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def run_main_in(root, args):
+    """finetune.main(args) in this process with cwd = root; (exit code, stderr lines without progress bars)."""
+    import contextlib
+    import io
+    from gpt1_tf import finetune
+    cwd, err = os.getcwd(), io.StringIO()
+    os.chdir(root)
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = finetune.main(args)
+    finally:
+        os.chdir(cwd)
+    lines = [l.strip() for l in err.getvalue().replace("\r", "\n").splitlines()]
+    return code, [l for l in lines if l and "it/s" not in l and "s/it" not in l and "%|" not in l]
+
+
+def final_checkpoint_arrays(workdir, desc="rocstories"):
+    """Every float tensor of the newest checkpoint (model and optimizer), by key."""
+    import tensorflow as tf
+    ckpt_dir = os.path.join(workdir, "save", desc, "checkpoints")
+    states = sorted(f for f in os.listdir(ckpt_dir) if f.startswith("state-"))
+    with open(os.path.join(ckpt_dir, states[-1])) as f:
+        prefix = os.path.join(ckpt_dir, json.load(f)["tf_prefix"])
+    reader = tf.train.load_checkpoint(prefix)
+    return {k: reader.get_tensor(k) for k, _ in tf.train.list_variables(prefix)
+            if "OBJECT_GRAPH" not in k and reader.get_tensor(k).dtype == np.float32}
+
+
+def log_without_time(workdir, desc="rocstories"):
+    with open(os.path.join(workdir, "log", f"{desc}.jsonl")) as f:
+        lines = [json.loads(line) for line in f]
+    for line in lines:
+        line.pop("time")
+    lines[0].pop("resume", None)
+    lines[0].pop("stop_after_updates", None)
+    return lines
+
+
+# --- synthetic Story Cloze-shaped batches (tiny vocabulary) ----------------------------------------
+N_VOCAB, N_CTX = 40, 16
+
+
+def story_batch(rng, n_batch):
+    """`transform_roc`-shaped batch: [_start_] story [_delimiter_] ending_k [_classify_], unequal lengths."""
+    from gpt1_tf import tokens
+    X = np.zeros((n_batch, 2, N_CTX, 2), np.int32)
+    M = np.zeros((n_batch, 2, N_CTX), np.float32)
+    for b in range(n_batch):
+        story = list(rng.randint(0, N_VOCAB, rng.randint(1, 7)))
+        for k in range(2):
+            x = ([tokens.start_id(N_VOCAB)] + story + [tokens.delimiter_id(N_VOCAB)]
+                 + list(rng.randint(0, N_VOCAB, rng.randint(1, 4))) + [tokens.clf_id(N_VOCAB)])
+            X[b, k, :len(x), 0] = x
+            M[b, k, :len(x)] = 1
+    X[..., 1] = tokens.position_id(N_VOCAB, np.arange(N_CTX))
+    return X, M, rng.randint(0, 2, n_batch).astype(np.int32)
+
+
+# --- parity after optimizer steps: what holds on every CPU -----------------------------------------
+OPT_TOL = 1e-6  # parameters after the optimizer steps within 1e-6 abs
+FWD_TOL = 1e-5
+
+
+def np_schedule(name, x, warmup):
+    """The original's three schedules, in NumPy (independent of gpt1_tf.opt)."""
+    s = 1.0 if x <= warmup else 0.0
+    if name == "warmup_cosine":
+        return s * (x / warmup) + (1 - s) * 0.5 * (1 + math.cos(math.pi * x))
+    if name == "warmup_constant":
+        return s * (x / warmup) + (1 - s)
+    return (s * (x / warmup) + (1 - s)) * (1 - x)
+
+
+def gradient_free(names, lm_coef):
+    """Parameters that shift both endings' clf logits alike and nothing else: zero true gradient.
+
+    clf/b always (a 2-way softmax is shift-invariant); without the LM term also the last block's
+    ln_2/b, which adds one vector to every final hidden state, hence c.w to both logits. What a
+    computer gets for their gradient is rounding noise, which depends on the CPU's kernels, and
+    Adam normalises it into steps of up to lr: their values after the steps are machine-dependent.
+    """
+    free = {"model/clf/b:0"}
+    if lm_coef <= 0:
+        last = max(int(n.split("/")[1][1:]) for n in names if n.startswith("model/h"))
+        free.add(f"model/h{last}/ln_2/b:0")
+    return free
+
+
+def adam_movement_bound(before, opt, *, b1=0.9, b2=0.999):
+    """Elementwise bound on |after - before| after opt['steps'] updates of the original Adam, whatever the gradients.
+
+    With m_t and v_t Adam's moments, Cauchy-Schwarz gives |m_t| / sqrt(v_t) <= (1 - b1) / sqrt(1 - b2)
+    * sqrt(sum_{k<t} (b1^2 / b2)^k); the update also decays by l2 * p where that applies (matrices,
+    vectors with vector_l2). `opt` is a fixture's optimizer record; b1, b2 are the original's defaults.
+    """
+    before = np.abs(np.asarray(before, np.float64))
+    decays = opt["l2"] > 0 and (before.ndim > 1 or opt["vector_l2"])
+    bound = np.zeros_like(before)
+    for t in range(1, opt["steps"] + 1):
+        lrt = opt["lr"] * math.sqrt(1 - b2 ** t) / (1 - b1 ** t) * np_schedule(
+            opt["lr_schedule"], t / opt["t_total"], opt["lr_warmup"])
+        ratio = (1 - b1) / math.sqrt(1 - b2) * math.sqrt(sum((b1 * b1 / b2) ** k for k in range(t)))
+        bound += abs(lrt) * (ratio + (opt["l2"] * (before + bound) if decays else 0.0))
+    return bound
+
+
+def assert_parity_after_steps(test, name, ours, *, tol=OPT_TOL):
+    """`ours` (params after a golden adam_* case's steps) against the original, as far as any machine allows.
+
+    Every parameter with a non-zero true gradient: within `tol` of the reference. The gradient-free
+    ones: moved no farther than the update rule allows (the reference too), and the training outputs
+    (clf losses, predictions; LM losses when lm_coef > 0) do not depend on them at all.
+    """
+    arrays, meta = load_fixture(name)
+    reference, _ = load_fixture(ADAM_REFERENCE[name])
+    want, before, names = params_of(reference, "after"), params_of(arrays, "before"), meta["param_names"]
+    free = gradient_free(names, meta["opt"]["lm_coef"])
+    for p, w, b, n in zip(ours, want, before, names):
+        if n not in free:
+            test.assertAllClose(p, w, atol=tol, rtol=0, msg=f"{name}: {n}")
+            continue
+        bound = adam_movement_bound(b, meta["opt"]) * (1 + 1e-4) + 1e-7  # float32 rounding of the update
+        for got, who in ((p, "ours"), (w, "the original's")):
+            test.assertTrue(np.all(np.abs(got - b) <= bound), f"{name}: {n} ({who}) moved {np.abs(got - b).max()} "
+                                                               f"> the update rule's bound {bound.max()}")
+    assert_outputs_ignore(test, name, ours, free)
+
+
+def assert_outputs_ignore(test, name, params, free):
+    """The training outputs of `params` do not change when the `free` parameters are moved by 0.1."""
+    from gpt1_tf.model import TransformerModel
+    from gpt1_tf.pretrained import set_params
+    arrays, meta = load_fixture(name)
+    batches, names = load_batches(name), meta["param_names"]
+    model = TransformerModel(model_config(meta["hp"]))
+    rng = np.random.RandomState(0)
+    moved = [p + (rng.uniform(-0.1, 0.1, p.shape).astype(np.float32) if n in free else 0) for p, n in zip(params, names)]
+    outputs = []
+    for arrays_ in (params, moved):
+        set_params(model, arrays_)
+        X, M, Y = batches["X_0"], batches["M_0"], batches["Y_0"]
+        outputs.append([t.numpy() for t in model(X, M, Y, lm_head="full")])
+    (logits, clf, lm), (logits2, clf2, lm2) = outputs
+    test.assertNotAllClose(logits, logits2, atol=1e-3)  # the move did move the logits ...
+    test.assertAllClose(clf, clf2, atol=FWD_TOL, rtol=0, msg=f"{name}: clf losses")  # ... but no loss
+    test.assertAllEqual(np.argmax(logits, 1), np.argmax(logits2, 1))
+    if meta["opt"]["lm_coef"] > 0:
+        test.assertAllClose(lm, lm2, atol=FWD_TOL, rtol=0, msg=f"{name}: lm losses")

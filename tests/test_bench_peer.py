@@ -1,4 +1,4 @@
-"""The bench's peer figure (gpt1_tf.bench_peer, gpt1_tf._peer_hf_worker) without torch or network.
+"""The bench's peer figure (benchmarks/bench_peer.py, benchmarks/peer_hf_worker.py) without torch or network.
 
 The batch-to-HF mapping is checked on a hand-built batch against values worked out by hand; the
 venv and subprocess plumbing against fake interpreters (shell scripts standing in for a venv's
@@ -14,8 +14,16 @@ import unittest
 
 import numpy as np
 
-from gpt1_tf import bench_peer
-from gpt1_tf._peer_hf_worker import IGNORE, hf_inputs
+from helpers import REPO
+from gpt1_tf.tokens import position_id
+
+# benchmarks/ is a folder of scripts beside the package, not an installed package
+BENCHMARKS = os.path.join(REPO, "benchmarks")
+if BENCHMARKS not in sys.path:
+    sys.path.insert(0, BENCHMARKS)
+
+import bench_peer  # noqa: E402
+from peer_hf_worker import IGNORE, hf_inputs  # noqa: E402
 
 N_VOCAB = 10  # _start_ 10, _delimiter_ 11, _classify_ 12
 N_CTX = 6
@@ -33,7 +41,7 @@ def hand_batch():
                    [1, 1, 1, 1, 1, 1]],
                   [[1, 1, 0, 1, 1, 0],              # a hole at 2
                    [1, 1, 1, 1, 0, 0]]], np.float32)
-    X = np.stack([tokens, np.broadcast_to(N_VOCAB + 3 + np.arange(N_CTX), tokens.shape)], -1).astype(np.int32)
+    X = np.stack([tokens, np.broadcast_to(position_id(N_VOCAB, np.arange(N_CTX)), tokens.shape)], -1).astype(np.int32)
     return X, M, np.array([1, 0], np.int32)
 
 
@@ -118,7 +126,7 @@ class PlumbingTest(unittest.TestCase):
         with self.assertRaises(RuntimeError) as cm:
             bench_peer.run_peer("b.npz", venv=self.venv, **PEER_ARGS)
         message = str(cm.exception)
-        self.assertIn("_peer_hf_worker.py failed (exit 1)", message)
+        self.assertIn("peer_hf_worker.py failed (exit 1)", message)
         self.assertIn("No module named 'torch'", message)
 
     def test_run_peer_without_json(self):
@@ -158,7 +166,7 @@ class PlumbingTest(unittest.TestCase):
             bench_peer.ensure_peer_venv(os.path.join(blocker, "venv"))
 
     def test_no_tensorflow_or_torch_at_import(self):
-        code = ("import sys, gpt1_tf.bench_peer, gpt1_tf._peer_hf_worker; "
+        code = (f"import sys; sys.path.insert(0, {BENCHMARKS!r}); import bench_peer, peer_hf_worker; "
                 "print(sorted(m for m in ('tensorflow', 'torch', 'transformers') if m in sys.modules))")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         self.assertEqual(out.strip(), "[]")

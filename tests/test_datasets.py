@@ -11,21 +11,10 @@ import unittest
 import numpy as np
 
 from gpt1_tf import analysis
-from gpt1_tf.datasets import (
-    HEADER,
-    TEST_FILE,
-    VAL_FILE,
-    _rocstories,
-    compute_n_ctx,
-    encode_dataset,
-    iter_data,
-    max_len_for,
-    rocstories,
-    rocstories_test_labels,
-    special_ids,
-    transform_roc,
-)
+from gpt1_tf.datasets import HEADER, TEST_FILE, VAL_FILE, _rocstories, rocstories, rocstories_test_labels
 from gpt1_tf.errors import DataError
+from gpt1_tf.tokens import special_ids
+from gpt1_tf.transforms import compute_n_ctx, encode_dataset, iter_data, max_len_for, transform_roc
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_DIR = os.path.join(REPO, "datasets", "rocstories_sample")
@@ -114,9 +103,38 @@ class ReaderValidationTest(unittest.TestCase):
         rows = [story_row(0), story_row(1) + ["extra"]]
         self.assert_error(csv_text(rows), "row has 9 fields, expected 8", line=3)
 
-    def test_blank_line(self):
-        self.assert_error(csv_text([story_row(0)]) + "\r\n" + csv_text([story_row(1)])[len(HEADER_LINE):],
-                          "row has 0 fields", line=3)
+    def read_back(self, content):
+        """Write content and return what _rocstories reads from it."""
+        with open(self.path, "w", encoding="utf-8", newline="") as f:
+            f.write(content)
+        return _rocstories(self.path)
+
+    def test_trailing_blank_lines_are_skipped(self):
+        # Editors and spreadsheet exports often end the file with one more newline.
+        text = csv_text([story_row(0), story_row(1)])
+        expected = self.read_back(text)
+        for tail in ("\n", "\r\n", "\r\n\r\n", "\n\n\n"):
+            with self.subTest(tail=tail):
+                self.assertEqual(self.read_back(text + tail), expected)
+
+    def test_blank_lines_in_the_middle_are_skipped(self):
+        rows = [csv_text([story_row(i)])[len(HEADER_LINE):] for i in range(3)]
+        expected = self.read_back(HEADER_LINE + "".join(rows))
+        self.assertEqual(expected[3], [0, 1, 0])
+        for blank in ("\n", "\r\n", "\r\n\n"):
+            with self.subTest(blank=blank):
+                text = blank + HEADER_LINE + rows[0] + blank + rows[1] + rows[2] + blank
+                self.assertEqual(self.read_back(text), expected)
+
+    def test_blank_lines_keep_line_numbers(self):
+        rows = csv_text([story_row(0), story_row(1)[:7]])[len(HEADER_LINE):].splitlines(keepends=True)
+        # header, blank, row 0, blank, blank, the 7-field row: line 6.
+        self.assert_error(HEADER_LINE + "\r\n" + rows[0] + "\n\r\n" + rows[1], "row has 7 fields", line=6)
+        self.assert_error("\n\r\n" + csv_text([story_row(0)], header=HEADER[:-1]), "header is", line=3)
+
+    def test_only_blank_lines(self):
+        self.assert_error("\r\n\n", "empty file")
+        self.assert_error(HEADER_LINE + "\r\n\n", "no stories after the header")
 
     def test_bad_label(self):
         for label in ("3", "x", "0", "", " 1"):

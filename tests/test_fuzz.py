@@ -143,6 +143,26 @@ class ReaderFuzzTest(unittest.TestCase):
             if all("\ud800" > c or c > "\udfff" for row in rows for field in row for c in field):
                 self.assertEqual(stories, [" ".join(row[1:5]) for row in rows])
 
+    def outcome(self, content):
+        """What _rocstories makes of content: its result, or the problem (not the line) of its DataError."""
+        with open(self.path, "wb") as f:
+            f.write(content)
+        try:
+            return _rocstories(self.path)
+        except DataError as err:
+            return err.problem
+
+    @FUZZ
+    @given(
+        st.lists(st.lists(FIELD, min_size=8, max_size=8), max_size=4),
+        st.lists(st.sampled_from(["", "", "\n", "\r\n", "\r\n\n"]), min_size=6, max_size=6),
+    )
+    def test_blank_lines_change_nothing(self, rows, blanks):
+        # Blank lines between records (or before or after them all) are skipped, wherever they are.
+        records = [csv_bytes(HEADER, [])] + [csv_bytes(HEADER, [row])[len(csv_bytes(HEADER, [])):] for row in rows]
+        with_blanks = b"".join(blank.encode() + record for blank, record in zip(blanks, records)) + blanks[-1].encode()
+        self.assertEqual(self.outcome(with_blanks), self.outcome(b"".join(records)))
+
     @FUZZ
     @given(st.binary(max_size=300), st.booleans())
     def test_bytes(self, raw, with_header):

@@ -7,12 +7,12 @@ float32: parameters, gradients, optimizer state, layer norms, softmaxes and loss
 import numpy as np
 import tensorflow as tf
 
-from gpt1_tf.config import ModelConfig, OptConfig
+from gpt1_tf.config import ModelConfig, OptConfig, StepConfig
 from gpt1_tf.errors import Gpt1Error
 from gpt1_tf.model import TransformerModel
 from gpt1_tf.trainer import DynamicLossScale, Trainer
 
-from test_perf_levers import N_CTX, N_VOCAB, story_batch
+from helpers import N_CTX, N_VOCAB, story_batch
 
 HALF = ("bfloat16", "float16")
 
@@ -33,8 +33,8 @@ def same_weights(models):
 def trainers(dtype, pdrop=0.0, **options):
     strategy = tf.distribute.get_strategy()
     opt_cfg = OptConfig(t_total=10, lr=1e-3)
-    ref = Trainer(config("float32", pdrop), opt_cfg, strategy=strategy, lm_coef=0.5, **options)
-    half = Trainer(config(dtype, pdrop), opt_cfg, strategy=strategy, lm_coef=0.5, **options)
+    ref = Trainer(config("float32", pdrop), opt_cfg, StepConfig(**options), strategy=strategy, lm_coef=0.5)
+    half = Trainer(config(dtype, pdrop), opt_cfg, StepConfig(**options), strategy=strategy, lm_coef=0.5)
     same_weights([ref.model, half.model])
     return ref, half
 
@@ -120,7 +120,8 @@ class MixedPrecisionTrainerTest(tf.test.TestCase):
                 _, half = trainers(dtype, pdrop=0.1)
                 before = [p.numpy() for p in half.params]
                 for i in range(3):
-                    loss, norm = half.train_step(X, M, Y, i)
+                    result = half.train_step(X, M, Y, i)
+                    loss, norm = result.loss, result.norm
                     self.assertTrue(np.isfinite(loss) and np.isfinite(norm))
                 self.assertEqual(half.n_updates, 3)
                 slots = [v for v in half.optimizer.variables if "float" in str(v.dtype)]
@@ -172,11 +173,11 @@ class MixedPrecisionTrainerTest(tf.test.TestCase):
 
     def test_exact_refuses_mixed_precision(self):
         with self.assertRaisesRegex(ValueError, "mixed precision"):
-            Trainer(config("bfloat16"), OptConfig(), strategy=tf.distribute.get_strategy(), lm_coef=0.5, exact=True)
+            Trainer(config("bfloat16"), OptConfig(), StepConfig(exact=True), strategy=tf.distribute.get_strategy(), lm_coef=0.5)
 
     def test_xla_with_mixed_precision(self):
         X, M, Y = story_batch(np.random.RandomState(8), 4)
-        ref, half = trainers("bfloat16", pdrop=0.1, jit_compile=True)
+        ref, half = trainers("bfloat16", pdrop=0.1, xla=True)
         for a, b in zip(half.eval_batch(X, M, Y), ref.eval_batch(X, M, Y)):
             self.assertAllClose(a, b, atol=0.05, rtol=0.05)
         half.train_step(X, M, Y, 0)

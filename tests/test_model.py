@@ -5,14 +5,15 @@ import numpy as np
 import tensorflow as tf
 
 from helpers import FWD_CASES, ADAM_CASES, load_fixture, model_config, params_of
-from gpt1_tf import ops
+from gpt1_tf import ops, tokens
 from gpt1_tf.config import ModelConfig
 from gpt1_tf.errors import Gpt1Error
 from gpt1_tf.layers import Conv1D, Norm
-from gpt1_tf.model import TransformerModel, lm_losses_full, pooled as pooled_states
+from gpt1_tf.heads import lm_losses_full, pooled as pooled_states
+from gpt1_tf.model import TransformerModel
 from gpt1_tf.pretrained import set_params
 
-FWD_TOL = 1e-5  # SPEC / issue: forward outputs within 1e-5 abs of the original's
+FWD_TOL = 1e-5  # forward outputs within 1e-5 abs of the original's
 
 
 def fixture_model(name):
@@ -108,7 +109,7 @@ class PiecesTest(tf.test.TestCase):
         model = TransformerModel(cfg)
         rng = np.random.RandomState(3)
         X = rng.randint(0, 30, size=(2, 10, 2)).astype(np.int32)
-        X[..., 1] = cfg.n_vocab + cfg.n_special + np.arange(10)
+        X[..., 1] = tokens.position_id(cfg.n_vocab, np.arange(10))
         h1, _ = model.transformer(tf.constant(X))
         X2 = X.copy()
         X2[:, 6:, 0] = rng.randint(0, 30, size=(2, 4))
@@ -137,7 +138,7 @@ class PiecesTest(tf.test.TestCase):
         model = TransformerModel(cfg)
         rng = np.random.RandomState(4)
         X = rng.randint(0, 30, size=(3, 2, 8, 2)).astype(np.int32)
-        X[..., 1] = cfg.n_vocab + cfg.n_special + np.arange(8)
+        X[..., 1] = tokens.position_id(cfg.n_vocab, np.arange(8))
         X[:, :, 5, 0] = cfg.clf_token
         h, _ = model.transformer(tf.reshape(X, [-1, 8, 2]))
         pooled = tf.reshape(h[:, 5], [3, 2, 16]).numpy()
@@ -145,7 +146,7 @@ class PiecesTest(tf.test.TestCase):
         seed = tf.constant([7, 9], tf.int64)
         clf_h = pooled_states(tf.reshape(h, [-1, 8, 16]), tf.reshape(X, [-1, 8, 2]), cfg.clf_token)
         self.assertAllEqual(tf.reshape(clf_h, [3, 2, 16]), pooled)  # the first _classify_ position
-        logits = model.classify(clf_h, seed).numpy()
+        logits = model.clf.logits(clf_h, seed).numpy()
         self.assertNotAllClose(logits, pooled.sum(-1) + model.clf.b.numpy())
         # the mask classify used: same site seed, noise shape [B, 1, n_embd]
         site = tf.random.experimental.stateless_fold_in(seed, 1)

@@ -10,32 +10,18 @@ gradients of every parameter (abs 1e-5), on padded batches of unequal lengths, w
 import numpy as np
 import tensorflow as tf
 
+from helpers import N_CTX, N_VOCAB, story_batch
 from gpt1_tf import packing
-from gpt1_tf.config import ModelConfig, OptConfig
-from gpt1_tf.model import TransformerModel, train_loss
+from gpt1_tf.config import ModelConfig, OptConfig, StepConfig
+from gpt1_tf.model import TransformerModel
 from gpt1_tf.trainer import Trainer, trim_to_longest
 
 TOL = 1e-5
-N_VOCAB, N_CTX = 40, 16
 
 
 def config(pdrop):
     return ModelConfig(n_vocab=N_VOCAB, n_ctx=N_CTX, n_embd=16, n_head=2, n_layer=2, embd_pdrop=pdrop,
                        attn_pdrop=pdrop, resid_pdrop=pdrop, clf_pdrop=pdrop)
-
-
-def story_batch(rng, n_batch):
-    """`transform_roc`-shaped batch: [_start_] story [_delimiter_] ending_k [_classify_], unequal lengths."""
-    X = np.zeros((n_batch, 2, N_CTX, 2), np.int32)
-    M = np.zeros((n_batch, 2, N_CTX), np.float32)
-    for b in range(n_batch):
-        story = list(rng.randint(0, N_VOCAB, rng.randint(1, 7)))
-        for k in range(2):
-            x = [N_VOCAB] + story + [N_VOCAB + 1] + list(rng.randint(0, N_VOCAB, rng.randint(1, 4))) + [N_VOCAB + 2]
-            X[b, k, :len(x), 0] = x
-            M[b, k, :len(x)] = 1
-    X[..., 1] = N_VOCAB + 3 + np.arange(N_CTX)
-    return X, M, rng.randint(0, 2, n_batch).astype(np.int32)
 
 
 def odd_batch(rng):
@@ -185,8 +171,8 @@ class TrainerTest(tf.test.TestCase):
                  **options):
         strategy = tf.distribute.get_strategy()
         opt_cfg = OptConfig(t_total=10, max_grad_norm=1.0, l2=0.01)
-        ref = Trainer(config(pdrop), opt_cfg, strategy=strategy, lm_coef=0.5, **ref_options)
-        fast = Trainer(config(pdrop), opt_cfg, strategy=strategy, lm_coef=0.5, **options)
+        ref = Trainer(config(pdrop), opt_cfg, StepConfig(**ref_options), strategy=strategy, lm_coef=0.5)
+        fast = Trainer(config(pdrop), opt_cfg, StepConfig(**options), strategy=strategy, lm_coef=0.5)
         init = make_model(pdrop).params_in_order()
         for t in (ref, fast):
             for p, a in zip(t.params, init):
@@ -217,14 +203,14 @@ class TrainerTest(tf.test.TestCase):
         X, M, Y = story_batch(np.random.RandomState(9), 4)
         for pdrop in (0.0, 0.2):
             with self.subTest(pdrop=pdrop):
-                ref, fast = self.trainers(pdrop, jit_compile=True)
-                self.assertEqual(fast.trim_multiple, 8)
+                ref, fast = self.trainers(pdrop, xla=True)
+                self.assertEqual(fast.step_cfg.trim_multiple, 8)
                 self.assert_same_step(ref, fast, X, M, Y, grads=not pdrop)
 
     def test_xla_update_equals_the_plain_one(self):
         X, M, Y = story_batch(np.random.RandomState(8), 4)
         # same gradients; the update plain in one, XLA-fused in the other
-        ref, fast = self.trainers(0.1, ref_options=dict(jit_apply=False), jit_apply=True)
+        ref, fast = self.trainers(0.1, ref_options=dict(fused_apply=False), fused_apply=True)
         ref.train_step(X, M, Y, 0)
         fast.train_step(X, M, Y, 0)
         for a, b in zip(fast.params, ref.params):

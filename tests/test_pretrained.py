@@ -119,6 +119,34 @@ class ShardTest(tf.test.TestCase):
             pretrained.load_shards(os.path.join(self.dir, "nowhere"))
         self._check(ctx.exception, "nowhere", "n_transfer -1")
 
+    def test_non_finite_values_in_a_shard(self):
+        for bad in (np.nan, np.inf, -np.inf):
+            with self.subTest(value=bad):
+                shards = make_shards()
+                pretrained.save_shards(shards, self.dir)
+                piece = np.load(os.path.join(self.dir, "params_3.npy"))
+                piece[5] = bad
+                np.save(os.path.join(self.dir, "params_3.npy"), piece)
+                with self.assertRaises(DataError) as ctx:
+                    pretrained.load_shards(self.dir)
+                self._check(ctx.exception, "params_3.npy", "non-finite")
+
+    def test_shapes_file_with_a_boolean_or_a_folder(self):
+        pretrained.save_shards(make_shards(), self.dir)
+        shapes = os.path.join(self.dir, "params_shapes.json")
+        with open(shapes) as f:
+            good = json.load(f)
+        with open(shapes, "w") as f:
+            json.dump([[True, good[0][1]]] + good[1:], f)
+        with self.assertRaises(DataError) as ctx:
+            pretrained.load_shards(self.dir)
+        self._check(ctx.exception, "params_shapes.json", "list of shapes")
+        os.remove(shapes)
+        os.mkdir(shapes)
+        with self.assertRaises(DataError) as ctx:
+            pretrained.load_shards(self.dir)
+        self._check(ctx.exception, "params_shapes.json", "folder")
+
     def _check(self, err, name, words):
         msg = str(err)
         self.assertIn(name, msg)

@@ -3,13 +3,12 @@ numeric blow-ups stop or skip cleanly, and a run that cannot fit in memory is re
 
 Subprocess runs (towers need a fresh TensorFlow) go in two lanes, two at a time on 2 cores: the kill
 chain in one; the uninterrupted reference and its corrupted-checkpoint continuations in the other.
-Kill points are drawn from a seeded RNG; the hooks (GPT1_TF_KILL_AT, GPT1_TF_INJECT_NAN_AT) are
-documented in gpt1_tf/finetune.py. NaN runs go in this process, on one tower.
+Kill points are drawn from a seeded RNG and injected from outside the library by the test-only
+launcher tests/launch_train.py (GPT1_TF_TEST_KILL_AT). NaN runs go in this process, on one tower,
+with the step patched.
 """
 import concurrent.futures
-import contextlib
 import hashlib
-import io
 import json
 import os
 import random
@@ -24,9 +23,10 @@ import joblib
 import numpy as np
 import tensorflow as tf
 
-from helpers import REPO, write_tiny_cloze
-from test_train import TINY, final_checkpoint_arrays, log_without_time
-from gpt1_tf import finetune
+from unittest import mock
+
+from helpers import LAUNCHER, REPO, TINY, final_checkpoint_arrays, log_without_time, run_main_in, write_tiny_cloze
+from gpt1_tf.trainer import Trainer
 from gpt1_tf.config import ModelConfig
 from gpt1_tf.memory import estimate_train_bytes, n_params
 
@@ -49,13 +49,12 @@ class Proc:
 
 
 def start_train(workdir, *args, env=None, kill_after=None, delay=0.0):
-    """python train.py ... in `workdir`; with kill_after, SIGKILL it `delay` s after that text shows on stderr."""
+    """train.py ... (the test launcher) in `workdir`; with kill_after, SIGKILL it `delay` s after that text shows on stderr."""
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO, **(env or {}))
-    for k in ("GPT1_TF_KILL_AT", "GPT1_TF_INJECT_NAN_AT"):
-        if k not in (env or {}):
-            full_env.pop(k, None)
+    if "GPT1_TF_TEST_KILL_AT" not in (env or {}):
+        full_env.pop("GPT1_TF_TEST_KILL_AT", None)
     with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen([sys.executable, os.path.join(REPO, "train.py"), *args], cwd=workdir,
+        proc = subprocess.Popen([sys.executable, LAUNCHER, *args], cwd=workdir,
                                 env=full_env, stdout=out, stderr=subprocess.PIPE)
         err = b""
         if kill_after is not None:
@@ -174,8 +173,8 @@ class ReliabilityTest(tf.test.TestCase):
         # 2) at the epoch-1 evaluation: mid-evaluation, after best_params.jl / before the checkpoint,
         #    or mid-prune (old sidecar deleted, its TF files not yet)
         # 3) from outside, a random moment after the first update of the resumed process (mid-epoch)
-        plan = [dict(env={"GPT1_TF_KILL_AT": f"tf_written:{rng.randint(1, 3)}"}),
-                dict(env={"GPT1_TF_KILL_AT": rng.choice(["eval:1", "best_params:1", "pruning:2"])}),
+        plan = [dict(env={"GPT1_TF_TEST_KILL_AT": f"tf_written:{rng.randint(1, 3)}"}),
+                dict(env={"GPT1_TF_TEST_KILL_AT": rng.choice(["eval:1", "best_params:1", "pruning:2"])}),
                 dict(kill_after="loss=", delay=rng.uniform(0.0, 0.4))]
         cls.kills = []
         for i, how in enumerate(plan):
@@ -260,17 +259,18 @@ class ReliabilityTest(tf.test.TestCase):
         self.assert_fell_back("corrupt_state", "state-00000008.json")
 
 
-def run_main_in(root, args):
-    """finetune.main(args) in this process with cwd = root; (exit code, stderr lines without progress bars)."""
-    cwd, err = os.getcwd(), io.StringIO()
-    os.chdir(root)
-    try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            code = finetune.main(args)
-    finally:
-        os.chdir(cwd)
-    lines = [l.strip() for l in err.getvalue().replace("\r", "\n").splitlines()]
-    return code, [l for l in lines if l and "it/s" not in l and "s/it" not in l and "%|" not in l]
+def nan_at_call(k):
+    """A Trainer.compute_gradients whose k-th call (1-based) returns NaN losses and gradients, as a blow-up would."""
+    original, calls = Trainer.compute_gradients, []
+
+    def compute_gradients(self, *args, **kwargs):
+        grads, clf_losses, norm = original(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == k:
+            nan = np.float32("nan")
+            return [g * nan for g in grads], clf_losses * nan, norm * nan
+        return grads, clf_losses, norm
+    return compute_gradients
 
 
 class NanGuardTest(tf.test.TestCase):
@@ -301,11 +301,8 @@ class NanGuardTest(tf.test.TestCase):
         self.assertTrue(all(np.all(np.isfinite(p)) for p in params))
 
     def test_skip_drops_the_update_and_finishes(self):
-        os.environ["GPT1_TF_INJECT_NAN_AT"] = "6"
-        try:
+        with mock.patch.object(Trainer, "compute_gradients", nan_at_call(6)):
             code, lines = run_main_in(self.root, self.flags + ["--nan_policy", "skip"])
-        finally:
-            del os.environ["GPT1_TF_INJECT_NAN_AT"]
         self.assertEqual(code, 0, lines)
         self.assertEqual([l for l in lines if l.startswith(("warning", "error"))],
                          ["warning: non-finite loss or gradient norm at update 6: skipped (1 so far)"])
@@ -327,7 +324,7 @@ class MemoryTest(tf.test.TestCase):
 
     def test_full_gpt1_near_the_original_peak(self):
         self.assertEqual(n_params(ModelConfig()), 116_537_857)  # GPT-1's ~116.5M (n_ctx 512 positions)
-        # ../shared/gpt1/PERF.md: the original's peak RSS, 8 stories x 2 endings, n_ctx 77: 5.7 GB
+        # measured with the original TF1 code: its peak RSS, 8 stories x 2 endings, n_ctx 77: 5.7 GB
         need = estimate_train_bytes(ModelConfig(n_ctx=77), n_batch=8, n_gpu=1).total
         self.assertBetween(need, 5.7e9 / 2, 5.7e9 * 2)
 
@@ -342,7 +339,9 @@ class MemoryTest(tf.test.TestCase):
     def test_huge_batch_refused_before_tensorflow_setup(self):
         root = tempfile.mkdtemp()
         data = write_tiny_cloze(os.path.join(root, "data"))
-        code, lines = run_main_in(root, TINY + ["--data_dir", data, "--n_gpu", "1", "--n_batch", "10000000"])
+        # a model far too large for any machine (a batch larger than the data is refused earlier: no full batch)
+        code, lines = run_main_in(root, TINY + ["--data_dir", data, "--n_gpu", "1", "--n_batch", "4", "--n_embd", "65536",
+                                                "--n_head", "1", "--n_layer", "12"])
         self.assertEqual(code, 1, lines)
         self.assertLen(lines, 1, lines)
         self.assertRegex(lines[0], r"^error: this run needs about [\d.]+ GiB .* has [\d.]+ GiB; lower --n_batch")

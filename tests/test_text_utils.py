@@ -106,6 +106,30 @@ class TinyBpeTest(unittest.TestCase):
         # "Low" -> low</w> (6); "lower" -> lo w er</w> (5 2 7); "xyz" -> x y z</w>, none known.
         self.assertEqual(self.encoder.encode(["Low lower xyz"], verbose=False), [[6, 5, 2, 7, 0, 0, 0]])
 
+    def test_encode_refuses_a_str(self):
+        # A str is iterable: without the check each character would be encoded as a text.
+        for bad in ("low", "", b"low"):
+            with self.subTest(texts=bad), self.assertRaises(TypeError) as ctx:
+                self.encoder.encode(bad, verbose=False)
+            message = str(ctx.exception)
+            self.assertRegex(message, r"^encode\(\) takes a list of texts, got a (str|bytes): use encode\(\[text\]\)$")
+
+    def test_encode_refuses_an_element_that_is_not_a_str(self):
+        for texts, where in (
+            (["low", None], "texts[1] has type NoneType"),
+            ([b"low"], "texts[0] has type bytes"),
+            (["low", "lower", ["low"]], "texts[2] has type list"),
+            ([6, 5], "texts[0] has type int"),
+        ):
+            with self.subTest(texts=texts), self.assertRaises(TypeError) as ctx:
+                self.encoder.encode(texts, verbose=False)
+            self.assertEqual(str(ctx.exception), f"encode() takes a list of texts, but {where}, not str")
+
+    def test_encode_takes_any_iterable_of_texts(self):
+        expected = [[6], [5, 2, 7]]
+        self.assertEqual(self.encoder.encode(("low", "lower"), verbose=False), expected)
+        self.assertEqual(self.encoder.encode((t for t in ["low", "lower"]), verbose=False), expected)
+
     def test_newline_rule(self):
         # spaCy makes the " \n " of text_standardize a token "\n ", whose symbols ("\n", " </w>")
         # never merge (no merge line can hold a newline) and join to "\n  </w>": the rule fires.
@@ -220,7 +244,9 @@ class BenchEncoderTest(unittest.TestCase):
         import sys
         from unittest import mock
 
-        from gpt1_tf import bench_encoder
+        from helpers import REPO
+        with mock.patch.object(sys, "path", [os.path.join(REPO, "benchmarks"), *sys.path]):
+            import bench_encoder  # benchmarks/ is a folder of scripts beside the package, not installed
 
         self.assertEqual(bench_encoder.make_texts(5, non_ascii=0.5), bench_encoder.make_texts(5, non_ascii=0.5))
         out = io.StringIO()

@@ -1,27 +1,35 @@
 """Time GPT-1 training updates and evaluation forwards: our default path against the original's.
 
-    python -m gpt1_tf.bench [--batches FILE.npz] [--steps N] [--mode both|optimized|original]
+    python benchmarks/bench.py [--batches FILE.npz] [--steps N] [--mode both|optimized|original]
+
+Run from the repository root; without gpt1_tf installed, the script imports it from the checkout
+it lies in.
 
 Prints ONE JSON line. `--mode both` (the default) runs each mode in a fresh subprocess (so each
 peak RSS is its own) on the same batches and reports the optimized figures plus the original
 mode's and `speedup_vs_original_mode`. Modes:
 
 - original: the original computation with our code: every sequence padded to n_ctx, LM head over
-  every position (`lm_head="full"`), no packing, unfused Adam update, glibc malloc untouched; eval
-  padded without the LM head (the original graph fetched only the clf outputs, so TF1 pruned its LM
-  head), and `eval_with_lm_head_step_s` with it.
-- optimized: the Trainer's defaults: trimmed to the longest sequence, packed dense layers, LM head
-  only on masked-in positions, XLA-fused Adam update, `tune_malloc`; eval packed, the endings
-  sharing their common prefix.
+  every position (`lm_head="full"`), no packing, unfused Adam update, glibc malloc untouched
+  (`StepConfig(trim=False, packed=False, lm_head="full", pool_only_eval=False, fused_apply=False)`);
+  eval padded without the LM head (the original graph fetched only the clf outputs, so TF1 pruned
+  its LM head), and `eval_with_lm_head_step_s` with it.
+- optimized: the Trainer's defaults (`StepConfig()`): trimmed to the longest sequence, packed dense
+  layers, LM head only on masked-in positions, XLA-fused Adam update (with one tower; --jit_apply
+  sets it), `gpt1_tf.runtime.tune_malloc` (unless --no_malloc_tuning); eval packed, the endings
+  sharing their common prefix, the last block only at the `_classify_` positions. With --xla,
+  `StepConfig(xla=True)`: the gradient and eval steps compiled with XLA, which needs static shapes
+  (trimmed to a multiple of 8, the padded layout, the full LM head).
 
 `--peer` also times HuggingFace's PyTorch `OpenAIGPTDoubleHeadsModel` on the same batches (torch
-and transformers installed into a venv of their own, `gpt1_tf.bench_peer`; not project
+and transformers installed into a venv of their own, `benchmarks/bench_peer.py`; not project
 dependencies) and reports `speedup_vs_peer_hf`.
 
 Batches: `--batches FILE.npz` with X [S, B, 2, n_ctx, 2] int32, M [S, B, 2, n_ctx] float32, Y [S, B]
 int32 (cycled). Without it, `synthetic_batches` draws Story Cloze-like batches (see there).
 """
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -31,25 +39,32 @@ import time
 
 import numpy as np
 
-# The original TF1 code on this 2-core CPU, full model, 8 stories per update (PERF.md).
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if importlib.util.find_spec("gpt1_tf") is None:  # not installed: the checkout this script lies in
+    sys.path.append(REPO)
+
+from gpt1_tf import tokens  # noqa: E402 (after the path set-up; the standard library only, no TensorFlow)
+
+# The original TF1 code on the project's 2-core CPU, full model, 8 stories per update: 9.9 s per
+# update, peak RSS 5.7 GB (measured once, not on the day of our runs: BENCHMARKS.md).
 TF1_REFERENCE_TRAIN_STEP_S = 9.9
 TF1_REFERENCE_PEAK_RSS_MB = 5.7 * 1024
 
 
-def synthetic_batches(n_steps, n_batch, *, n_ctx=77, n_vocab=40478, n_special=3, seed=0):
+def synthetic_batches(n_steps, n_batch, *, n_ctx=77, n_vocab=40478, seed=0):
     """Story Cloze-like batches, shaped as `transform_roc` builds them.
 
     Each story: [_start_] + story + [_delimiter_] + ending_k + [_classify_], the story shared by
-    both endings. Lengths are drawn from a fixed distribution matching the real data's mean
-    sequence (52.4 of n_ctx 77, PERF.md): story ~ N(39, 6) clipped to [20, 60] tokens, ending
-    ~ N(10.4, 3) clipped to [3, 20]; tokens uniform over the vocabulary. The mean is scaled
-    down with n_ctx for shrunken models.
+    both endings; special and position ids from `gpt1_tf.tokens`. Lengths are drawn from a fixed
+    distribution matching the real data's mean sequence (52.4 of n_ctx 77, BENCHMARKS.md): story
+    ~ N(39, 6) clipped to [20, 60] tokens, ending ~ N(10.4, 3) clipped to [3, 20]; tokens uniform
+    over the vocabulary. The mean is scaled down with n_ctx for shrunken models.
     """
     rng = np.random.RandomState(seed)
     k = n_ctx / 77
     X = np.zeros((n_steps, n_batch, 2, n_ctx, 2), np.int32)
     M = np.zeros((n_steps, n_batch, 2, n_ctx), np.float32)
-    start, delimiter, clf_token = n_vocab, n_vocab + 1, n_vocab + 2
+    start, delimiter, clf_token = tokens.start_id(n_vocab), tokens.delimiter_id(n_vocab), tokens.clf_id(n_vocab)
     for s in range(n_steps):
         for b in range(n_batch):
             n_story = int(np.clip(round(rng.normal(39, 6) * k), 1, max(1, round(60 * k))))
@@ -60,13 +75,13 @@ def synthetic_batches(n_steps, n_batch, *, n_ctx=77, n_vocab=40478, n_special=3,
                 x = x[:n_ctx - 1] + [clf_token] if len(x) > n_ctx else x
                 X[s, b, e, :len(x), 0] = x
                 M[s, b, e, :len(x)] = 1
-    X[..., 1] = np.arange(n_vocab + n_special, n_vocab + n_special + n_ctx)
+    X[..., 1] = np.arange(tokens.position_id(n_vocab, 0), tokens.position_id(n_vocab, n_ctx))
     Y = rng.randint(0, 2, (n_steps, n_batch)).astype(np.int32)
     return X, M, Y
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m gpt1_tf.bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python benchmarks/bench.py", description=__doc__.split("\n")[0])
     p.add_argument("--batches", help="npz with X [S,B,2,n_ctx,2], M [S,B,2,n_ctx], Y [S,B]; else synthetic")
     p.add_argument("--write_batches", help="write the batches used to this npz (to reuse them elsewhere)")
     p.add_argument("--steps", type=int, default=5, help="timed training updates (median reported)")
@@ -86,12 +101,15 @@ def build_parser():
     p.add_argument("--pdrop", type=float, default=0.1, help="every dropout rate (the original's 0.1)")
     p.add_argument("--lm_coef", type=float, default=0.5)
     p.add_argument("--xla", action="store_true",
-                   help="jit_compile the gradient and eval steps (static shapes: trim to a multiple of 8, no packing)")
+                   help="jit_compile the gradient and eval steps (static shapes: trim to a multiple of 8, no packing, "
+                        "the full LM head)")
     p.add_argument("--mixed_precision", choices=("bfloat16", "float16"), default=None,
                    help="compute dtype of the optimized mode (the original mode stays float32)")
     p.add_argument("--jit_apply", type=int, choices=(0, 1), default=None,
-                   help="jit_compile the optimizer update (default: the Trainer's, on with one tower)")
-    p.add_argument("--no_malloc_tuning", action="store_true", help="leave glibc malloc as it is")
+                   help="jit_compile the optimizer update of the optimized mode (default: the Trainer's, on with "
+                        "one tower; the original mode's is never compiled)")
+    p.add_argument("--no_malloc_tuning", action="store_true",
+                   help="optimized mode: leave glibc malloc as it is (no gpt1_tf.runtime.tune_malloc)")
     p.add_argument("--threads", type=int, default=0, help="intra/inter-op threads (0: TensorFlow's choice)")
     p.add_argument("--peer", action="store_true",
                    help="with --mode both: also time HuggingFace's PyTorch OpenAIGPTDoubleHeadsModel on the same batches "
@@ -130,7 +148,8 @@ def run_mode(args, mode):
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     from gpt1_tf.devices import make_strategy, setup_towers
     devices, _ = setup_towers(args.n_gpu)
-    from gpt1_tf.config import ModelConfig, OptConfig
+    from gpt1_tf.config import ModelConfig, OptConfig, StepConfig
+    from gpt1_tf.runtime import tune_malloc
     from gpt1_tf.trainer import Trainer
 
     X, M, Y = load_batches(args)
@@ -142,11 +161,13 @@ def run_mode(args, mode):
                             compute_dtype=(mode != "original" and args.mixed_precision) or "float32")
     opt_cfg = OptConfig(t_total=10_000)
     original = mode == "original"
-    trainer = Trainer(model_cfg, opt_cfg, strategy=make_strategy(devices), lm_coef=args.lm_coef,
-                      trim=not original, packed=not original, lm_head="full" if original else "masked",
-                      jit_compile=args.xla and not original,
-                      jit_apply=(not original) if args.jit_apply is None else bool(args.jit_apply),
-                      malloc_tuning=not (original or args.no_malloc_tuning))
+    if original:  # the original's computation, with its float sums in our order (not exact=True)
+        step_cfg = StepConfig(trim=False, packed=False, lm_head="full", pool_only_eval=False, fused_apply=False)
+    else:  # the mode's own choices; with xla, packed stays None: XLA implies the padded layout
+        step_cfg = StepConfig(xla=args.xla, fused_apply=None if args.jit_apply is None else bool(args.jit_apply))
+        if not args.no_malloc_tuning:
+            tune_malloc()  # before the model's tensors are allocated
+    trainer = Trainer(model_cfg, opt_cfg, step_cfg, strategy=make_strategy(devices), lm_coef=args.lm_coef)
     S = len(X)
 
     def timed_train(i):
@@ -203,10 +224,10 @@ def run_mode(args, mode):
 
 
 def time_peer(args, X, M, Y):
-    """HF's figures on the same batches (`gpt1_tf.bench_peer`), in a venv of their own."""
+    """HF's figures on the same batches (`benchmarks/bench_peer.py`), in a venv of their own."""
     import tempfile
 
-    from gpt1_tf.bench_peer import PEER_VENV_DEFAULT, ensure_peer_venv, run_peer
+    from bench_peer import PEER_VENV_DEFAULT, ensure_peer_venv, run_peer  # this script's folder is on sys.path
     venv = args.peer_venv or PEER_VENV_DEFAULT
     ensure_peer_venv(venv, quiet=False)
     with tempfile.TemporaryDirectory() as tmp:
@@ -226,7 +247,7 @@ def main(argv=None):
     info = {
         "model": {"n_layer": args.n_layer, "n_embd": args.n_embd, "n_head": args.n_head, "n_ctx": int(X.shape[3]),
                   "n_vocab": args.n_vocab, "stories_per_update": int(X.shape[1]), "n_gpu": args.n_gpu},
-        "batches": args.batches or "synthetic (gpt1_tf.bench.synthetic_batches)",
+        "batches": args.batches or "synthetic (benchmarks/bench.py synthetic_batches)",
         "mean_seq_len": round(float(M.sum(-1).mean()), 2),
         "steps": args.steps, "warmup": args.warmup, "cpus": os.cpu_count(),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
@@ -236,7 +257,7 @@ def main(argv=None):
     else:
         res = {}
         for mode in ("original", "optimized"):
-            cmd = [sys.executable, "-m", "gpt1_tf.bench", *(argv if argv is not None else sys.argv[1:]),
+            cmd = [sys.executable, os.path.abspath(__file__), *(argv if argv is not None else sys.argv[1:]),
                    "--mode", mode]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:
@@ -268,8 +289,9 @@ def main(argv=None):
     full = (args.n_layer, args.n_embd, args.n_head, int(X.shape[3]), args.n_vocab, int(X.shape[1])) == (12, 768, 12, 77, 40478, 8)
     if full:
         res["speedup_vs_tf1_reference"] = round(TF1_REFERENCE_TRAIN_STEP_S / res["train_step_s"], 3)
-        res["tf1_reference_note"] = (f"constant from PERF.md: original TF1 code {TF1_REFERENCE_TRAIN_STEP_S} s/step, "
-                                     f"peak RSS {TF1_REFERENCE_PEAK_RSS_MB:.0f} MB on the project's 2-core CPU")
+        res["tf1_reference_note"] = (f"constant (BENCHMARKS.md): original TF1 code {TF1_REFERENCE_TRAIN_STEP_S} s/step, "
+                                     f"peak RSS {TF1_REFERENCE_PEAK_RSS_MB:.0f} MB on the project's 2-core CPU, "
+                                     "measured once, not on the day of this run")
     print(json.dumps(res))
     return 0
 

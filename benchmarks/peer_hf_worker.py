@@ -1,10 +1,12 @@
-"""Time HuggingFace's PyTorch GPT-1 (`transformers.OpenAIGPTDoubleHeadsModel`) on gpt1_tf.bench batches.
+"""Time HuggingFace's PyTorch GPT-1 (`transformers.OpenAIGPTDoubleHeadsModel`) on benchmarks/bench.py batches.
 
-Run by `gpt1_tf.bench_peer.run_peer`, with the peer venv's python and by file path: gpt1_tf is not
-installed in that venv, so this script imports nothing from it (and torch/transformers only in
-`main`, so that `hf_inputs` can be tested without them).
+Run by `run_peer` of benchmarks/bench_peer.py, with the peer venv's python (`-I`) and by file path.
+gpt1_tf is not installed in that venv: the script imports `gpt1_tf.tokens` (the token layout,
+standard library only) from the checkout it lies in, with the repository root on sys.path for that
+import only, and nothing else of gpt1_tf. torch/transformers are imported only in `main`, so that
+`hf_inputs` can be tested without them.
 
-    python -I _peer_hf_worker.py --batches B.npz --steps 5 --warmup 1 --n_layer 12 --n_embd 768 \\
+    python -I benchmarks/peer_hf_worker.py --batches B.npz --steps 5 --warmup 1 --n_layer 12 --n_embd 768 \\
         --n_head 12 --n_vocab 40478 --pdrop 0.1 --lm_coef 0.5 [--threads N]
 
 Batches: the bench's npz, X [S, B, 2, n_ctx, 2] int32, M [S, B, 2, n_ctx] float32, Y [S, B] int32,
@@ -20,7 +22,7 @@ Prints ONE JSON line: `peer_train_step_s`, `peer_train_step_cpu_s`, `peer_eval_s
 `peer_n_ctx`, `peer_threads`, `peer_n_params`, `peer_last_loss`, `peer_optimizer`,
 `torch_version`, `transformers_version`.
 
-What is not like-for-like with gpt1_tf.bench's train step:
+What is not like-for-like with benchmarks/bench.py's train step:
 
 - Sequence length: HF gets the batch as given, every sequence padded to n_ctx (as the original,
   our `original` mode and HF's own ROCStories example do); our optimized path trims each batch to
@@ -50,6 +52,7 @@ What is not like-for-like with gpt1_tf.bench's train step:
 """
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
@@ -57,8 +60,19 @@ import time
 
 import numpy as np
 
+# The repository root on sys.path just for this import, then off again: its datasets/ package
+# (and train.py ...) must not shadow what torch and transformers import.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_added = REPO not in sys.path
+if _added:
+    sys.path.append(REPO)
+try:
+    from gpt1_tf.tokens import N_SPECIAL, clf_id  # the token layout: the standard library only
+finally:
+    if _added:
+        sys.path.remove(REPO)
+
 LR, WEIGHT_DECAY, MAX_GRAD_NORM = 6.25e-5, 0.01, 1.0
-N_SPECIAL = 3  # _start_, _delimiter_, _classify_ after the BPE vocabulary (ids n_vocab .. n_vocab + 2)
 IGNORE = -100  # the label torch's cross entropy (and so HF's LM loss) skips
 
 
@@ -66,8 +80,9 @@ def hf_inputs(X, M, Y, n_vocab):
     """One bench batch as OpenAIGPTDoubleHeadsModel's inputs: a dict of int64 NumPy arrays.
 
     X [B, 2, n_ctx, 2] (token ids, position ids), M [B, 2, n_ctx], Y [B] ->
-    - input_ids [B, 2, n_ctx]: the token ids as they are (our specials are ids n_vocab .. n_vocab+2);
-    - mc_token_ids [B, 2]: the position of the first `_classify_` (n_vocab + 2), 0 where a
+    - input_ids [B, 2, n_ctx]: the token ids as they are (our specials follow the vocabulary,
+      `gpt1_tf.tokens`: HF's vocab_size is n_vocab + N_SPECIAL);
+    - mc_token_ids [B, 2]: the position of the first `_classify_` (`clf_id(n_vocab)`), 0 where a
       sequence has none, where our model pools too;
     - labels [B, 2, n_ctx]: the token where M counts, IGNORE elsewhere and at position 0. HF's LM
       loss at position t predicts labels[t + 1]; ours predicts token t + 1 weighted by M[t + 1]:
@@ -83,7 +98,7 @@ def hf_inputs(X, M, Y, n_vocab):
     labels[..., 0] = IGNORE
     return {
         "input_ids": tokens.astype(np.int64),
-        "mc_token_ids": np.argmax(tokens == n_vocab + N_SPECIAL - 1, axis=-1).astype(np.int64),
+        "mc_token_ids": np.argmax(tokens == clf_id(n_vocab), axis=-1).astype(np.int64),
         "labels": labels.astype(np.int64),
         "mc_labels": np.asarray(Y).astype(np.int64),
     }

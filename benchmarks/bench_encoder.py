@@ -1,18 +1,25 @@
 """Benchmark the batched `TextEncoder.encode` against the original one-text-at-a-time loop.
 
-    python -m gpt1_tf.bench_encoder [--n_texts 4000]
+    python benchmarks/bench_encoder.py [--n_texts 4000] [--repeats 3] [--non_ascii 0.05]
 
-Prints one JSON line: both times (best of --repeats), the speed-up, and whether the ids are identical.
+Run from the repository root; without gpt1_tf installed, the script imports it from the checkout
+it lies in. Prints one JSON line: both times (best of --repeats), the speed-up, and whether the ids are identical.
 """
 
 import argparse
+import importlib.util
 import json
+import os
 import random
+import sys
 import time
 
 import ftfy
 
-from gpt1_tf.text_utils import TextEncoder, text_standardize
+if importlib.util.find_spec("gpt1_tf") is None:  # not installed: the checkout this script lies in
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from gpt1_tf.text_utils import TextEncoder, text_standardize  # noqa: E402 (after the path set-up)
 
 # Sentence parts recombined into story-like texts, like the bundled sample (and ROCStories): plain
 # ASCII, except a small fraction with typographic quotes and dashes, which go through ftfy.

@@ -1,6 +1,6 @@
-"""The peer figure of `python -m gpt1_tf.bench`: HuggingFace's PyTorch GPT-1 timed on the same batches.
+"""The peer figure of `python benchmarks/bench.py --peer`: HuggingFace's PyTorch GPT-1 timed on the same batches.
 
-    from gpt1_tf.bench_peer import PEER_VENV_DEFAULT, ensure_peer_venv, run_peer
+    from bench_peer import PEER_VENV_DEFAULT, ensure_peer_venv, run_peer   # benchmarks/ on sys.path
     ensure_peer_venv(PEER_VENV_DEFAULT)           # once: a venv with CPU torch + transformers
     peer = run_peer("batches.npz", steps=5, warmup=1, n_layer=12, n_embd=768, n_head=12,
                     n_vocab=40478, pdrop=0.1, lm_coef=0.5)
@@ -8,10 +8,10 @@
 
 torch and transformers are not dependencies of this project: `ensure_peer_venv` installs them into
 a virtual environment of their own, and `run_peer` times `transformers.OpenAIGPTDoubleHeadsModel`
-there by running `_peer_hf_worker.py` in a subprocess, so that this module imports neither
-TensorFlow nor torch and the peer's peak RSS is its own. The batches are the bench's npz
-(`python -m gpt1_tf.bench --write_batches FILE.npz`). What the peer does differently from our
-train step is listed in `_peer_hf_worker.py`'s docstring.
+there by running `peer_hf_worker.py` (beside this file) in a subprocess, so that this module
+imports neither TensorFlow nor torch (nor gpt1_tf) and the peer's peak RSS is its own. The batches
+are the bench's npz (`python benchmarks/bench.py --write_batches FILE.npz`). What the peer does
+differently from our train step is listed in `peer_hf_worker.py`'s docstring.
 """
 import json
 import os
@@ -23,7 +23,7 @@ PEER_VENV_DEFAULT = os.path.expanduser("~/.cache/gpt1_tf/peer-hf-venv")
 # wheels); a CPU wheel of this version is what the project's machines have at hand.
 TORCH_VERSION = "2.13.0"
 PEER_REQUIREMENTS = (f"torch=={TORCH_VERSION}", "transformers", "numpy")
-WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_peer_hf_worker.py")
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer_hf_worker.py")
 # Whether the venv is ready: the packages import and torch is the pinned release (local labels
 # such as "+cpu" aside).
 _READY_CHECK = ("import numpy, torch, transformers; "
@@ -76,7 +76,7 @@ def run_peer(batches_npz, *, steps, warmup, n_layer, n_embd, n_head, n_vocab, pd
              venv=None):
     """Time HF's OpenAIGPTDoubleHeadsModel on the bench batches in `batches_npz`; its figures (a dict).
 
-    Runs `_peer_hf_worker.py` with the python of the venv at `venv` (default PEER_VENV_DEFAULT,
+    Runs `peer_hf_worker.py` with the python of the venv at `venv` (default PEER_VENV_DEFAULT,
     made by `ensure_peer_venv`) and returns the JSON object of its last output line: at least
     `peer_train_step_s` and `peer_eval_step_s` (medians, seconds), `peer_peak_rss_mb`,
     `torch_version`, `transformers_version`. `threads` > 0 sets torch's thread count (else torch's
@@ -85,11 +85,13 @@ def run_peer(batches_npz, *, steps, warmup, n_layer, n_embd, n_head, n_vocab, pd
     venv = os.path.abspath(os.path.expanduser(venv or PEER_VENV_DEFAULT))
     python = venv_python(venv)
     if not os.path.exists(python):
-        raise RuntimeError(f"peer: no venv at {venv} (create it with gpt1_tf.bench_peer.ensure_peer_venv)")
+        raise RuntimeError(f"peer: no venv at {venv} (create it with ensure_peer_venv of benchmarks/bench_peer.py, "
+                           "or run benchmarks/bench.py --peer)")
     options = dict(steps=steps, warmup=warmup, n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_vocab=n_vocab,
                    pdrop=pdrop, lm_coef=lm_coef, threads=threads)
-    # -I: the worker's folder (gpt1_tf/, whose datasets.py, config.py ... would shadow packages
-    # transformers imports) is not put on sys.path, nor is PYTHONPATH or the user's site-packages.
+    # -I: neither the worker's folder nor PYTHONPATH nor the user's site-packages goes on sys.path:
+    # the venv's own packages only. The worker adds the repo root itself, only to import
+    # gpt1_tf.tokens (the repo root's datasets/ package would shadow HF's `datasets`).
     cmd = [python, "-I", WORKER, "--batches", os.path.abspath(batches_npz)]
     cmd += [arg for k, v in options.items() for arg in (f"--{k}", str(v))]
     # the model is randomly initialised: nothing to fetch from the hub

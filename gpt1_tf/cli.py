@@ -1,0 +1,114 @@
+"""The `train.py` command line: the original's flags, their validation, and the configs they make.
+
+The only module that reads argparse (`gpt1_tf.finetune.main` is the entry point that uses it). Defaults and choices come from `gpt1_tf.config`; each
+config object validates its own fields, and this module adds the rules about the run itself.
+"""
+import argparse
+
+from gpt1_tf.config import (ACTIVATIONS, COMPUTE_DTYPES, LR_SCHEDULES, MIN_N_CTX, ModelConfig, OptConfig,
+                            StepConfig, check_compatible)
+from gpt1_tf.errors import Gpt1Error
+
+DATASETS = ("rocstories",)
+NAN_POLICIES = ("stop", "skip")
+MODEL, OPT = ModelConfig(), OptConfig()
+MAX_SEED = 2 ** 32 - 1  # NumPy's seed range
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="train.py", description="Fine-tune GPT-1 on ROCStories (Story Cloze), as OpenAI's original train.py.")
+    # --- the original's flags and defaults ---
+    p.add_argument("--desc", type=str, default=None, help="run name for log/save files (default: the dataset)")
+    p.add_argument("--dataset", type=str, default=None, help=", ".join(DATASETS))
+    p.add_argument("--log_dir", type=str, default="log/")
+    p.add_argument("--save_dir", type=str, default="save/")
+    p.add_argument("--data_dir", type=str, default="data/")
+    p.add_argument("--submission_dir", type=str, default="submission/")
+    p.add_argument("--submit", action="store_true", help="save best params and write the test predictions")
+    p.add_argument("--analysis", action="store_true", help="print validation and test accuracy (needs --submit)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--n_iter", type=int, default=3, help="epochs")
+    p.add_argument("--n_batch", type=int, default=8, help="examples per tower")
+    p.add_argument("--max_grad_norm", type=float, default=OPT.max_grad_norm)
+    p.add_argument("--lr", type=float, default=OPT.lr)
+    p.add_argument("--lr_warmup", type=float, default=OPT.lr_warmup)
+    p.add_argument("--n_ctx", type=int, default=MODEL.n_ctx)
+    p.add_argument("--n_embd", type=int, default=MODEL.n_embd)
+    p.add_argument("--n_head", type=int, default=MODEL.n_head)
+    p.add_argument("--n_layer", type=int, default=MODEL.n_layer)
+    p.add_argument("--embd_pdrop", type=float, default=MODEL.embd_pdrop)
+    p.add_argument("--attn_pdrop", type=float, default=MODEL.attn_pdrop)
+    p.add_argument("--resid_pdrop", type=float, default=MODEL.resid_pdrop)
+    p.add_argument("--clf_pdrop", type=float, default=MODEL.clf_pdrop)
+    p.add_argument("--l2", type=float, default=OPT.l2)
+    p.add_argument("--vector_l2", action="store_true")
+    p.add_argument("--n_gpu", type=int, default=4, help="towers; the global batch is n_batch * n_gpu")
+    p.add_argument("--opt", type=str, default="adam", choices=["adam"])
+    p.add_argument("--afn", type=str, default=MODEL.afn, choices=ACTIVATIONS)
+    p.add_argument("--lr_schedule", type=str, default=OPT.lr_schedule, choices=LR_SCHEDULES)
+    p.add_argument("--encoder_path", type=str, default=None, help="default: the packaged encoder_bpe_40000.json")
+    p.add_argument("--bpe_path", type=str, default=None, help="default: the packaged vocab_40000.bpe")
+    p.add_argument("--n_transfer", type=int, default=12, help="pretrained layers to load; -1: train from scratch")
+    p.add_argument("--lm_coef", type=float, default=0.5)
+    p.add_argument("--b1", type=float, default=OPT.b1)
+    p.add_argument("--b2", type=float, default=OPT.b2)
+    p.add_argument("--e", type=float, default=OPT.e)
+    # --- added ---
+    p.add_argument("--model_dir", type=str, default="model/", help="where params_*.npy and params_shapes.json are")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--save_every", type=int, default=1000, help="checkpoint every this many updates (and every epoch)")
+    p.add_argument("--n_valid", type=int, default=374, help="validation stories split off the val file")
+    p.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism on GPUs too (always on for CPU runs)")
+    p.add_argument("--nan_policy", choices=NAN_POLICIES, default="stop",
+                   help="on a non-finite loss or gradient: stop (exit 1) or skip that update")
+    p.add_argument("--xla", action="store_true",
+                   help="compile the train/eval steps with XLA (static shapes: batches trimmed to a multiple of 8, "
+                        "no packing; for GPUs)")
+    p.add_argument("--mixed_precision", nargs="?", const="bfloat16", choices=COMPUTE_DTYPES[1:], default=None,
+                   help="matmuls in bfloat16 (the default when given without a value) or float16 with dynamic "
+                        "loss scaling; parameters, layer norms, softmaxes and losses stay float32. For GPUs")
+    p.add_argument("--no_trim", action="store_true", help="do not trim batches to their longest sequence")
+    p.add_argument("--exact", action="store_true",
+                   help="the original's arithmetic (padded batches, full LM head, no XLA): slower")
+    p.add_argument("--stop_after_updates", type=int, default=None,
+                   help="checkpoint and stop after this many updates (continue later with --resume)")
+    return p
+
+
+def model_config(args, *, n_vocab=MODEL.n_vocab, n_ctx=None):
+    return ModelConfig(n_vocab=n_vocab, n_ctx=args.n_ctx if n_ctx is None else n_ctx, n_embd=args.n_embd,
+                       n_head=args.n_head, n_layer=args.n_layer, afn=args.afn, embd_pdrop=args.embd_pdrop,
+                       attn_pdrop=args.attn_pdrop, resid_pdrop=args.resid_pdrop, clf_pdrop=args.clf_pdrop,
+                       compute_dtype=args.mixed_precision or "float32")
+
+
+def opt_config(args, *, t_total=1):
+    return OptConfig(lr=args.lr, lr_schedule=args.lr_schedule, lr_warmup=args.lr_warmup, t_total=t_total,
+                     b1=args.b1, b2=args.b2, e=args.e, l2=args.l2, vector_l2=args.vector_l2,
+                     max_grad_norm=args.max_grad_norm)
+
+
+def step_config(args):
+    return StepConfig(exact=args.exact, xla=args.xla, trim=False if args.no_trim else None)
+
+
+def validate_args(args):
+    """Refuse impossible flags with one line, before anything is read or written."""
+    if args.dataset is None:
+        raise Gpt1Error(f"--dataset is required ({', '.join(DATASETS)})")
+    if args.dataset not in DATASETS:
+        raise Gpt1Error(f"--dataset {args.dataset!r} is not supported; use one of: {', '.join(DATASETS)}")
+    for name in ("n_iter", "n_batch", "n_gpu", "save_every", "n_valid", "stop_after_updates"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise Gpt1Error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise Gpt1Error(f"--seed must be in 0..{MAX_SEED}, got {args.seed}")
+    if args.n_ctx < MIN_N_CTX:
+        raise Gpt1Error(f"--n_ctx {args.n_ctx} is too small (at least {MIN_N_CTX})")
+    if args.analysis and not args.submit:
+        raise Gpt1Error("--analysis reads the submission file: add --submit")
+    check_compatible(model_config(args), step_config(args))  # each config validates its own fields
+    opt_config(args)
+    if args.desc is None:
+        args.desc = args.dataset

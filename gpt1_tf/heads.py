@@ -1,0 +1,97 @@
+"""Task heads on the shared body's hidden states: the tied LM head and the multiple-choice classifier.
+
+The LM head has no weights of its own: its logits are the hidden states times the (dropped-out)
+embedding table `we`, as in the original. The multiple-choice head reads each sequence's state
+at its first `_classify_` token, scores it with one linear layer `clf` and takes a softmax over
+the K choices of an example (Story Cloze: K = 2 endings).
+"""
+import keras
+import tensorflow as tf
+
+from gpt1_tf import ops
+from gpt1_tf.layers import ClfHead, site_seed
+
+SITE_CLF = 1  # dropout site of the classifier (see `gpt1_tf.model`)
+
+
+def lm_losses_full(h, we, X, M):
+    """The original LM head: logits at every position against ALL rows of `we`, masked mean xent."""
+    n_embd = ops.shape_list(h)[-1]
+    n_seq, T = ops.shape_list(X)[0], ops.shape_list(X)[1]
+    lm_h = tf.reshape(h[:, :-1], [-1, n_embd])
+    lm_logits = ops.to_dtype(tf.matmul(lm_h, ops.to_dtype(we, lm_h.dtype), transpose_b=True), tf.float32)
+    lm_losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        logits=lm_logits, labels=tf.reshape(X[:, 1:, 0], [-1]))
+    lm_losses = tf.reshape(lm_losses, [n_seq, T - 1])
+    return tf.reduce_sum(lm_losses * M[:, 1:], 1) / tf.reduce_sum(M[:, 1:], 1)
+
+
+def lm_losses_masked(h, we, X, M):
+    """Same losses as `lm_losses_full`, but the head is evaluated only where M[:, 1:] != 0.
+
+    Positions the mask zeroes contribute exactly 0 to the original's sum, so skipping them changes
+    no number beyond float summation order; it saves most of the 40k-row head on padded batches.
+    """
+    n_seq = ops.shape_list(X)[0]
+    m = M[:, 1:]
+    idx = tf.where(tf.not_equal(m, 0))  # [N_real, 2]: (sequence, position)
+    lm_h = tf.gather_nd(h[:, :-1], idx)  # [N_real, n_embd]
+    labels = tf.gather_nd(X[:, 1:, 0], idx)
+    lm_logits = ops.to_dtype(tf.matmul(lm_h, ops.to_dtype(we, lm_h.dtype), transpose_b=True), tf.float32)
+    xent = tf.nn.sparse_softmax_cross_entropy_with_logits(logits=lm_logits, labels=labels)
+    seq = tf.cast(idx[:, 0], tf.int32)
+    total = tf.math.unsorted_segment_sum(xent * tf.gather_nd(m, idx), seq, n_seq)
+    return total / tf.reduce_sum(m, 1)
+
+
+LM_HEADS = {"full": lm_losses_full, "masked": lm_losses_masked}
+
+
+def pooled(h, X, clf_token):
+    """h [S, T, n_embd] at each sequence's first `_classify_` token: [S, n_embd]."""
+    return ops.rows_at(h, ops.pool_index(X, clf_token))
+
+
+@keras.saving.register_keras_serializable("gpt1_tf")
+class MultipleChoiceHead(ClfHead):
+    """The original `clf`: one score per choice, a softmax over an example's K choices.
+
+    Weights `w` [n_embd, 1], `b` [1] (the original's names and order). One clf dropout mask per
+    example, shared by its K choices, as the original's noise shape [B, 1, n_embd].
+    """
+
+    def __init__(self, n_embd, *, clf_pdrop, n_choices=2, **kwargs):
+        kwargs.setdefault("name", "clf")
+        super().__init__(1, **kwargs)
+        self.n_embd, self.clf_pdrop, self.n_choices = n_embd, clf_pdrop, n_choices
+
+    def logits(self, clf_h, seed=None):
+        """Logits [B, K] of the pooled states [B*K, n_embd]."""
+        K, n_embd = self.n_choices, self.n_embd
+        clf_h = tf.reshape(ops.to_dtype(clf_h, tf.float32), [-1, K, n_embd])  # [B, K, n_embd]
+        clf_seed = site_seed(seed, SITE_CLF)
+        if clf_seed is not None:
+            noise_shape = tf.stack([tf.shape(clf_h)[0], 1, n_embd])  # same mask for every choice
+            clf_h = ops.dropout(clf_h, self.clf_pdrop, clf_seed, noise_shape=noise_shape)
+        clf_h = tf.reshape(clf_h, [-1, n_embd])
+        return tf.reshape(self(clf_h), [-1, K])
+
+    @staticmethod
+    def losses(logits, Y):
+        """Cross-entropy of the right choice Y [B] under the softmax over the K choices: [B]."""
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(logits=logits, labels=Y)
+
+    def get_config(self):
+        config = {**super().get_config(), "n_embd": self.n_embd, "clf_pdrop": self.clf_pdrop,
+                  "n_choices": self.n_choices}
+        config.pop("ny", None)
+        return config
+
+
+def train_loss(clf_losses, lm_losses, lm_coef):
+    """mean(clf) + lm_coef * mean(lm); the LM term only when lm_coef > 0, as the original."""
+    loss = tf.reduce_mean(clf_losses)
+    if lm_coef > 0:
+        loss = loss + lm_coef * tf.reduce_mean(lm_losses)
+    return loss
+

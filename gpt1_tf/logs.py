@@ -1,0 +1,86 @@
+"""The run log `<log_dir>/<desc>.jsonl`: the one owner of its record kinds, for its writer and its readers.
+
+The first line holds every argument and the time (the original's). Each later line is one
+record, of one of these kinds, told apart by the key it carries:
+
+- EVALUATION (`va_acc`): n_epochs, n_updates, tr_cost, va_cost, tr_acc, va_acc (the original's)
+- SKIPPED_UPDATE (`skipped_update`): an update dropped by `--nan_policy skip`
+- LOSS_SCALE_OVERFLOW (`loss_scale_overflow`): an update skipped by float16 loss scaling
+"""
+import json
+import time
+
+from gpt1_tf.errors import DataError
+from gpt1_tf.files import atomic_write
+
+EVALUATION, SKIPPED_UPDATE, LOSS_SCALE_OVERFLOW = "va_acc", "skipped_update", "loss_scale_overflow"
+RECORD_KINDS = (EVALUATION, SKIPPED_UPDATE, LOSS_SCALE_OVERFLOW)
+
+
+def record_kind(record):
+    """The kind of a record (one of RECORD_KINDS), or None when it is none of them."""
+    if not isinstance(record, dict):
+        return None
+    kinds = [kind for kind in RECORD_KINDS if kind in record]
+    return kinds[0] if len(kinds) == 1 else None
+
+
+class ResultLogger:
+    """The original jsonl log (first line: all arguments + time), rewritten atomically on each line."""
+
+    def __init__(self, path, lines=None, **kwargs):
+        self.path = path
+        if lines is None:
+            kwargs.setdefault("time", time.time())
+            lines = [json.dumps(kwargs)]
+        self.lines = list(lines)
+        self._flush()
+
+    def evaluation(self, *, n_epochs, n_updates, tr_cost, va_cost, tr_acc, va_acc):
+        self._log(n_epochs=n_epochs, n_updates=n_updates, tr_cost=tr_cost, va_cost=va_cost, tr_acc=tr_acc,
+                  va_acc=va_acc)
+
+    def skipped_update(self, *, n_epochs, n_updates, n_skipped):
+        self._log(n_epochs=n_epochs, n_updates=n_updates, **{SKIPPED_UPDATE: n_updates + 1}, n_skipped=n_skipped)
+
+    def loss_scale_overflow(self, *, n_epochs, n_updates, loss_scale):
+        self._log(n_epochs=n_epochs, n_updates=n_updates, **{LOSS_SCALE_OVERFLOW: n_updates + 1},
+                  loss_scale=loss_scale)
+
+    def _log(self, **kwargs):
+        kwargs.setdefault("time", time.time())
+        self.lines.append(json.dumps(kwargs))
+        self._flush()
+
+    def _flush(self):
+        atomic_write(self.path, lambda f: f.write(("\n".join(self.lines) + "\n").encode()))
+
+
+def read_log(log_path):
+    """The evaluation records of a `<desc>.jsonl` log; records of the other kinds are passed over."""
+    try:
+        with open(log_path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(log_path, f"cannot read the training log ({err})") from None
+    evaluations, seen_args = [], False
+    for line_no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise DataError(log_path, "not a JSON object", line_no) from None
+        if not seen_args:  # the arguments line
+            seen_args = True
+            continue
+        kind = record_kind(record)
+        if kind is None:
+            raise DataError(log_path, f"not a record of a known kind ({', '.join(RECORD_KINDS)})", line_no)
+        if kind == EVALUATION:
+            if not isinstance(record[EVALUATION], (int, float)) or isinstance(record[EVALUATION], bool):
+                raise DataError(log_path, "evaluation record without a numeric 'va_acc'", line_no)
+            evaluations.append(record)
+    if not evaluations:
+        raise DataError(log_path, "no evaluation records after the arguments line")
+    return evaluations

@@ -1,0 +1,99 @@
+"""Input transformations (encoded Story Cloze examples -> model arrays X, M) and batching; NumPy only.
+
+Mirrors the data half of `train.py` in openai/finetune-transformer-lm (`encode_dataset`,
+`transform_roc`, `iter_data`). The readers (files -> examples) are `gpt1_tf.datasets`; the token
+layout (special ids, position ids) is `gpt1_tf.tokens`.
+"""
+
+import sys
+
+import numpy as np
+from tqdm import tqdm
+
+from gpt1_tf import tokens
+
+
+def _is_text_field(field):
+    """A field to encode is a non-empty list/tuple of str (label arrays pass through)."""
+    return isinstance(field, (list, tuple)) and len(field) > 0 and isinstance(field[0], str)
+
+
+def encode_dataset(splits, *, encoder):
+    """Encode every text field of every split with `encoder.encode`; other fields pass through.
+
+    All texts go through one batched `encode` call (one progress bar, one shared BPE cache); the
+    result equals encoding each field separately, as the original did, since `encode` is per text.
+    """
+    texts = [text for split in splits for field in split if _is_text_field(field) for text in field]
+    ids = iter(encoder.encode(texts))
+    encoded_splits = []
+    for split in splits:
+        fields = []
+        for field in split:
+            if _is_text_field(field):
+                field = [next(ids) for _ in field]
+            fields.append(field)
+        encoded_splits.append(fields)
+    return encoded_splits
+
+
+def max_len_for(n_ctx):
+    """Tokens kept per field: room for story + ending + the special tokens within n_ctx."""
+    return n_ctx // 2 - 2  # the original's rule (2 * max_len + N_SPECIAL <= n_ctx - 1)
+
+
+def compute_n_ctx(splits_X, n_ctx):
+    """The context actually needed over all splits (train, valid AND test), capped at the CLI n_ctx.
+
+    `splits_X` is a list of (X1, X2, X3) triples of encoded stories and endings.
+    """
+    max_len = max_len_for(n_ctx)
+    needed = max(
+        len(x1[:max_len]) + max(len(x2[:max_len]), len(x3[:max_len]))
+        for X1, X2, X3 in splits_X
+        for x1, x2, x3 in zip(X1, X2, X3)
+    )
+    return min(needed + tokens.N_SPECIAL, n_ctx)  # + _start_, _delimiter_, _classify_
+
+
+def transform_roc(X1, X2, X3, *, n_ctx, max_len, n_vocab, n_special=tokens.N_SPECIAL):
+    """Build the model inputs: xmb int32 [N, 2, n_ctx, 2] (token, position ids), mmb float32 [N, 2, n_ctx].
+
+    Sequence k of story i is [start] + story[:max_len] + [delimiter] + ending_k[:max_len] + [classify].
+    """
+    start, delimiter = tokens.start_id(n_vocab), tokens.delimiter_id(n_vocab)
+    clf_token = tokens.clf_id(n_vocab)
+    n_batch = len(X1)
+    xmb = np.zeros((n_batch, 2, n_ctx, 2), dtype=np.int32)  # [story, ending, position, token|position]
+    mmb = np.zeros((n_batch, 2, n_ctx), dtype=np.float32)  # [story, ending, position]
+    for i, (x1, x2, x3) in enumerate(zip(X1, X2, X3)):
+        for k, ending in enumerate((x2, x3)):
+            x = [start] + list(x1[:max_len]) + [delimiter] + list(ending[:max_len]) + [clf_token]
+            assert len(x) <= n_ctx, f"story {i} ending {k}: {len(x)} tokens exceed n_ctx={n_ctx}"
+            xmb[i, k, : len(x), 0] = x
+            mmb[i, k, : len(x)] = 1
+    # Position ids index the rows after the BPE and special rows of the embedding matrix.
+    first, end = tokens.position_id(n_vocab, 0, n_special), tokens.position_id(n_vocab, n_ctx, n_special)
+    xmb[:, :, :, 1] = np.arange(first, end)
+    return xmb, mmb
+
+
+def iter_data(*datas, n_batch=128, truncate=False, verbose=False, max_batches=float("inf"), desc=None):
+    """Yield batches of `n_batch` rows: one array if one data, else a tuple of slices.
+
+    `truncate` drops the last partial batch (training); `max_batches` stops early.
+    """
+    n = len(datas[0])
+    if truncate:
+        n = (n // n_batch) * n_batch
+    n = int(min(n, max_batches * n_batch))
+    batches = range(0, n, n_batch)
+    if verbose:
+        batches = tqdm(batches, total=len(batches), file=sys.stderr, ncols=80, leave=False, desc=desc)
+    for n_batches, i in enumerate(batches):
+        if n_batches >= max_batches:
+            return
+        if len(datas) == 1:
+            yield datas[0][i : i + n_batch]
+        else:
+            yield tuple(d[i : i + n_batch] for d in datas)
