@@ -142,12 +142,14 @@ def eval_batches(X, M, Y, n):
 
 def run_mode(args, mode):
     """Time one mode in this process; returns a dict of figures."""
-    import tensorflow as tf
-    if args.threads:  # before anything initialises TensorFlow's runtime
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    from gpt1_tf.devices import make_strategy, setup_towers
-    devices, _ = setup_towers(args.n_gpu)
+    from gpt1_tf.runtime import quiet_tensorflow
+    with quiet_tensorflow():  # TensorFlow's C++ start-up lines (TF_CPP_MIN_LOG_LEVEL shows them)
+        import tensorflow as tf
+        if args.threads:  # before anything initialises TensorFlow's runtime
+            tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+        from gpt1_tf.devices import make_strategy, setup_towers
+        devices, _ = setup_towers(args.n_gpu)
     from gpt1_tf.config import ModelConfig, OptConfig, StepConfig
     from gpt1_tf.runtime import tune_malloc
     from gpt1_tf.trainer import Trainer
@@ -283,7 +285,9 @@ def main(argv=None):
             res["speedup_vs_peer_hf"] = round(peer["peer_train_step_s"] / res["train_step_s"], 3)
             res["eval_speedup_vs_peer_hf"] = round(peer["peer_eval_no_lm_head_step_s"] / res["eval_step_s"], 3)
             res["peer_hf"] = peer
-    import tensorflow as tf
+    from gpt1_tf.runtime import quiet_tensorflow
+    with quiet_tensorflow():
+        import tensorflow as tf
     res["tf_version"] = tf.__version__
     res["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     full = (args.n_layer, args.n_embd, args.n_head, int(X.shape[3]), args.n_vocab, int(X.shape[1])) == (12, 768, 12, 77, 40478, 8)
