@@ -20,7 +20,7 @@ def pytest_collection_modifyitems(config, items):
 def reset_op_determinism():
     """Tests that run train.py in-process turn on TensorFlow's op determinism, a process-wide switch
     that selects other kernels (e.g. for sparse softmax cross-entropy); switch it back off after each
-    test so that later tests, such as the bit-exact parity ones, see TensorFlow's defaults."""
+    test so that later tests, such as the exact-arithmetic parity ones, see TensorFlow's defaults."""
     yield
     import sys
     if "tensorflow" in sys.modules:
