@@ -16,6 +16,7 @@ ACTIVATIONS = ("gelu", "swish", "relu")
 LR_SCHEDULES = ("warmup_cosine", "warmup_linear", "warmup_constant")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 LM_HEADS = ("masked", "full")
+TASK_FORMATS = ("classification", "entailment", "similarity", "multiple_choice")  # the paper's Figure 1 (right)
 
 
 def _choice(name, value, choices):

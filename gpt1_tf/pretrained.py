@@ -185,6 +185,6 @@ def export_shards(model, model_dir):
     cfg = model.cfg
     params = get_params(model)
     we = params[0]
-    tokens = we[:cfg.n_vocab]
-    positions = we[tokens.position_id(cfg.n_vocab, 0, cfg.n_special):]
-    save_shards([positions, tokens] + params[1:-2], model_dir)
+    token_rows = we[:cfg.n_vocab]
+    position_rows = we[tokens.position_id(cfg.n_vocab, 0, cfg.n_special):]
+    save_shards([position_rows, token_rows] + params[1:-2], model_dir)

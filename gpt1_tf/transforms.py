@@ -5,12 +5,14 @@ Mirrors the data half of `train.py` in openai/finetune-transformer-lm (`encode_d
 layout (special ids, position ids) is `gpt1_tf.tokens`.
 """
 
+import dataclasses
 import sys
 
 import numpy as np
 from tqdm import tqdm
 
 from gpt1_tf import tokens
+from gpt1_tf.config import TASK_FORMATS
 
 
 def _is_text_field(field):
@@ -76,6 +78,86 @@ def transform_roc(X1, X2, X3, *, n_ctx, max_len, n_vocab, n_special=tokens.N_SPE
     first, end = tokens.position_id(n_vocab, 0, n_special), tokens.position_id(n_vocab, n_ctx, n_special)
     xmb[:, :, :, 1] = np.arange(first, end)
     return xmb, mmb
+
+
+# --- the paper's four input transformations (section 3.3, Figure 1 right) -----------------------
+# Each example becomes K sequences [_start_] field_1 [_delimiter_] field_2 ... [_classify_]:
+#   classification   K = 1: (text)
+#   entailment       K = 1: (premise, hypothesis)
+#   similarity       K = 2: (a, b) and (b, a): both orders, their `_classify_` states added by the head
+#   multiple_choice  K = number of choices: (context, choice_k); the context is the example's texts
+#                    joined in order. Story Cloze is this format with K = 2 (`transform_roc`).
+N_FIELDS = dict(zip(TASK_FORMATS, (1, 2, 2, 2)))  # text fields per sequence of each format
+
+
+def max_field_len(n_ctx, n_fields):
+    """Tokens kept per text field: n_ctx // n_fields - 2, the original's n_ctx // 2 - 2 for two fields.
+
+    A sequence holds n_fields texts and n_fields + 1 special tokens, so at most n_ctx - n_fields + 1
+    <= n_ctx tokens: each text keeps its first tokens, and `_classify_` is never cut.
+    """
+    return n_ctx // n_fields - 2
+
+
+def example_fields(task_format, example):
+    """The fields (lists of token ids) of each of an encoded example's K sequences."""
+    texts = [list(t) for t in example.texts]
+    if task_format == "classification":
+        return [(texts[0],)]
+    if task_format == "entailment":
+        return [(texts[0], texts[1])]
+    if task_format == "similarity":
+        return [(texts[0], texts[1]), (texts[1], texts[0])]
+    if task_format == "multiple_choice":
+        context = [i for t in texts for i in t]
+        return [(context, list(choice)) for choice in example.choices]
+    raise ValueError(f"unknown task format {task_format!r}; one of {', '.join(N_FIELDS)}")
+
+
+def sequence(fields, *, n_vocab, max_len):
+    """[_start_] f_1[:max_len] [_delimiter_] f_2[:max_len] ... [_classify_]."""
+    x = [tokens.start_id(n_vocab)]
+    for k, field in enumerate(fields):
+        if k:
+            x.append(tokens.delimiter_id(n_vocab))
+        x += field[:max_len]
+    return x + [tokens.clf_id(n_vocab)]
+
+
+def encode_examples(examples, *, encoder):
+    """The examples with every text and choice encoded to token ids, in one batched `encode` call."""
+    texts = [t for e in examples for t in (*e.texts, *e.choices)]
+    ids = iter(encoder.encode(texts))
+    return [dataclasses.replace(e, texts=tuple(next(ids) for _ in e.texts),
+                                choices=tuple(next(ids) for _ in e.choices)) for e in examples]
+
+
+def task_n_ctx(task_format, splits, n_ctx):
+    """The context the encoded examples of all `splits` need after truncation, capped at `n_ctx`."""
+    max_len = max_field_len(n_ctx, N_FIELDS[task_format])
+    needed = max(sum(min(len(f), max_len) for f in fields) + len(fields) + 1
+                 for split in splits for e in split for fields in example_fields(task_format, e))
+    return min(needed, n_ctx)
+
+
+def transform_task(task_format, examples, *, n_ctx, n_vocab, max_len=None):
+    """X int32 [N, K, n_ctx, 2] (token, position ids) and M float32 [N, K, n_ctx] of encoded examples."""
+    max_len = max_field_len(n_ctx, N_FIELDS[task_format]) if max_len is None else max_len
+    sequences = [[sequence(f, n_vocab=n_vocab, max_len=max_len) for f in example_fields(task_format, e)]
+                 for e in examples]
+    K = {len(s) for s in sequences}
+    if len(K) > 1:
+        raise ValueError(f"examples have different numbers of sequences ({sorted(K)}): give every example "
+                         "the same number of choices")
+    X = np.zeros((len(examples), K.pop() if K else 1, n_ctx, 2), dtype=np.int32)
+    M = np.zeros(X.shape[:3], dtype=np.float32)
+    for i, seqs in enumerate(sequences):
+        for k, x in enumerate(seqs):
+            assert len(x) <= n_ctx, f"example {i} sequence {k}: {len(x)} tokens exceed n_ctx={n_ctx}"
+            X[i, k, :len(x), 0] = x
+            M[i, k, :len(x)] = 1
+    X[..., 1] = tokens.position_id(n_vocab, np.arange(n_ctx))
+    return X, M
 
 
 def iter_data(*datas, n_batch=128, truncate=False, verbose=False, max_batches=float("inf"), desc=None):

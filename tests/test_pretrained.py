@@ -119,6 +119,23 @@ class ShardTest(tf.test.TestCase):
             pretrained.load_shards(os.path.join(self.dir, "nowhere"))
         self._check(ctx.exception, "nowhere", "n_transfer -1")
 
+    def test_export_shards_round_trip(self):
+        cfg = ModelConfig(n_vocab=40, n_ctx=16, n_embd=8, n_head=2, n_layer=2)
+        model = TransformerModel(cfg)
+        rng = np.random.RandomState(1)
+        for p in model.params_in_order():
+            p.assign(rng.normal(size=p.shape).astype(np.float32))
+        pretrained.export_shards(model, self.dir)
+        shards = pretrained.load_shards(self.dir)
+        params = pretrained.get_params(model)
+        we = params[0]
+        self.assertAllEqual(shards[1], we[:40])  # tokens
+        self.assertAllEqual(shards[0], we[43:])  # positions, after the 3 special rows
+        special = we[40:43]
+        init = pretrained.init_from_pretrained(shards, cfg, special, n_transfer=2)
+        for a, b in zip(init, params[:-2]):  # everything but the classifier comes back
+            self.assertAllEqual(a, b)
+
     def test_non_finite_values_in_a_shard(self):
         for bad in (np.nan, np.inf, -np.inf):
             with self.subTest(value=bad):
