@@ -7,7 +7,6 @@ checkpoint; each TF prefix is written once (a new name when one update is saved 
 end of an epoch), so a complete checkpoint is never overwritten in place. Files no kept sidecar
 names (a killed write, TF's `_temp` folders, stale `.tmp` files) are removed by `prune`.
 """
-import hashlib
 import json
 import os
 import shutil
@@ -32,10 +31,6 @@ def run_flags(args):
         if isinstance(flags.get(k), str):
             flags[k] = os.path.normpath(flags[k])
     return flags
-
-
-def fingerprint(flags):
-    return hashlib.sha256(json.dumps(flags, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def flag_differences(saved, now):
@@ -75,7 +70,7 @@ class Checkpointer:
         if name == self.last_written:
             return  # already saved at this point (e.g. --save_every and --stop_after_updates together)
         prefix = self.ckpt.write(os.path.join(self.ckpt_dir, name))
-        sidecar = dict(state, fingerprint=fingerprint(self.flags), flags=self.flags, tf_prefix=os.path.basename(prefix))
+        sidecar = dict(state, flags=self.flags, tf_prefix=os.path.basename(prefix))
         self._write_sidecar(os.path.join(self.ckpt_dir, f"state-{n:08d}.json"), sidecar)
         self.last_written = name
         self.prune(KEEP_CHECKPOINTS)
@@ -131,11 +126,11 @@ class Checkpointer:
             try:
                 with open(path, encoding="utf-8") as f:
                     state = json.load(f)
-                saved_fingerprint, prefix = state["fingerprint"], os.path.join(self.ckpt_dir, state["tf_prefix"])
+                prefix = os.path.join(self.ckpt_dir, state["tf_prefix"])
             except Exception as err:  # a garbled sidecar
                 _warn_unreadable(path, err)
                 continue
-            self._check_flags(path, state, saved_fingerprint)
+            self._check_flags(path, state)
             try:
                 self.ckpt.read(prefix).assert_existing_objects_matched()
                 if self.n_updates_fn() != state["n_updates"]:
@@ -150,8 +145,9 @@ class Checkpointer:
                             "and run again without --resume")
         return None
 
-    def _check_flags(self, path, state, saved_fingerprint):
-        if saved_fingerprint == fingerprint(self.flags):
+    def _check_flags(self, path, state):
+        """Refuse a checkpoint of a run with other flags, naming each flag that differs."""
+        if state.get("flags") == self.flags:
             return
         differences = flag_differences(state["flags"], self.flags) if isinstance(state.get("flags"), dict) else []
         which = f": {'; '.join(differences)}" if differences else ""

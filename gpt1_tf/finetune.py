@@ -48,6 +48,7 @@ def train(args):
     with run.hold(trainer, data), StopOnInterrupt() as stop:
         from sklearn.utils import shuffle
         from tqdm import tqdm
+        from gpt1_tf.trainer import APPLIED
         from gpt1_tf.transforms import iter_data
         for _ in range(run.n_epochs, args.n_iter):
             rng_state = np.random.get_state()
@@ -59,12 +60,12 @@ def train(args):
                     continue
                 result = trainer.train_step(xmb, mmb, ymb, trainer.n_updates)
                 run.record_step(result, bar)
-                n_updates = trainer.n_updates
-                evaluate = result.status == "applied" and n_updates in EVAL_UPDATES and run.n_epochs == 0
+                n_updates, applied = trainer.n_updates, result.status == APPLIED
+                evaluate = applied and n_updates in EVAL_UPDATES and run.n_epochs == 0
                 stop_now = args.stop_after_updates is not None and n_updates >= args.stop_after_updates
                 if evaluate:
                     run.evaluate()
-                if evaluate or stop_now or stop.requested or (result.status == "applied" and n_updates % args.save_every == 0):
+                if evaluate or stop_now or stop.requested or (applied and n_updates % args.save_every == 0):
                     run.checkpoint(position + 1, rng_state)
                 if stop_now or stop.requested:
                     bar.close()
@@ -242,11 +243,12 @@ class Run:
         """Log what became of a step: an update (TensorBoard), a skipped one, or stop on a divergence."""
         import tensorflow as tf
         from tqdm import tqdm
+        from gpt1_tf.trainer import LOSS_SCALE_OVERFLOW, NONFINITE
         n_update = self.trainer.n_updates
-        if result.status == "loss_scale_overflow":  # float16 loss scaling: skipped, scale halved
+        if result.status == LOSS_SCALE_OVERFLOW:  # float16 loss scaling: skipped, scale halved
             self.logger.loss_scale_overflow(n_epochs=self.n_epochs, n_updates=n_update,
                                             loss_scale=self.trainer.loss_scale.value())
-        elif result.status == "nonfinite":
+        elif result.status == NONFINITE:
             if self.args.nan_policy == "stop":
                 raise Gpt1Error(f"non-finite loss ({result.loss}) or gradient norm ({result.norm}) at update "
                                 f"{n_update + 1}; stopped. Last checkpoint and best params are kept; "

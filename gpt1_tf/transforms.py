@@ -50,12 +50,9 @@ def compute_n_ctx(splits_X, n_ctx):
     `splits_X` is a list of (X1, X2, X3) triples of encoded stories and endings.
     """
     max_len = max_len_for(n_ctx)
-    needed = max(
-        len(x1[:max_len]) + max(len(x2[:max_len]), len(x3[:max_len]))
-        for X1, X2, X3 in splits_X
-        for x1, x2, x3 in zip(X1, X2, X3)
-    )
-    return min(needed + tokens.N_SPECIAL, n_ctx)  # + _start_, _delimiter_, _classify_
+    needed = max(sequence_len((x1, ending), max_len)
+                 for X1, X2, X3 in splits_X for x1, x2, x3 in zip(X1, X2, X3) for ending in (x2, x3))
+    return min(needed, n_ctx)
 
 
 def transform_roc(X1, X2, X3, *, n_ctx, max_len, n_vocab, n_special=tokens.N_SPECIAL):
@@ -63,21 +60,23 @@ def transform_roc(X1, X2, X3, *, n_ctx, max_len, n_vocab, n_special=tokens.N_SPE
 
     Sequence k of story i is [start] + story[:max_len] + [delimiter] + ending_k[:max_len] + [classify].
     """
-    start, delimiter = tokens.start_id(n_vocab), tokens.delimiter_id(n_vocab)
-    clf_token = tokens.clf_id(n_vocab)
-    n_batch = len(X1)
-    xmb = np.zeros((n_batch, 2, n_ctx, 2), dtype=np.int32)  # [story, ending, position, token|position]
-    mmb = np.zeros((n_batch, 2, n_ctx), dtype=np.float32)  # [story, ending, position]
-    for i, (x1, x2, x3) in enumerate(zip(X1, X2, X3)):
-        for k, ending in enumerate((x2, x3)):
-            x = [start] + list(x1[:max_len]) + [delimiter] + list(ending[:max_len]) + [clf_token]
-            assert len(x) <= n_ctx, f"story {i} ending {k}: {len(x)} tokens exceed n_ctx={n_ctx}"
-            xmb[i, k, : len(x), 0] = x
-            mmb[i, k, : len(x)] = 1
+    sequences = [[sequence((x1, ending), n_vocab=n_vocab, max_len=max_len) for ending in (x2, x3)]
+                 for x1, x2, x3 in zip(X1, X2, X3)]
+    return model_arrays(sequences, 2, n_ctx=n_ctx, n_vocab=n_vocab, n_special=n_special)
+
+
+def model_arrays(sequences, K, *, n_ctx, n_vocab, n_special=tokens.N_SPECIAL):
+    """X int32 [N, K, n_ctx, 2] (token, position ids) and M float32 [N, K, n_ctx] of each example's K token lists."""
+    X = np.zeros((len(sequences), K, n_ctx, 2), dtype=np.int32)  # [example, sequence, position, token|position]
+    M = np.zeros((len(sequences), K, n_ctx), dtype=np.float32)  # [example, sequence, position]
+    for i, seqs in enumerate(sequences):
+        for k, x in enumerate(seqs):
+            assert len(x) <= n_ctx, f"example {i} sequence {k}: {len(x)} tokens exceed n_ctx={n_ctx}"
+            X[i, k, :len(x), 0] = x
+            M[i, k, :len(x)] = 1
     # Position ids index the rows after the BPE and special rows of the embedding matrix.
-    first, end = tokens.position_id(n_vocab, 0, n_special), tokens.position_id(n_vocab, n_ctx, n_special)
-    xmb[:, :, :, 1] = np.arange(first, end)
-    return xmb, mmb
+    X[..., 1] = tokens.position_id(n_vocab, np.arange(n_ctx), n_special)
+    return X, M
 
 
 # --- the paper's four input transformations (section 3.3, Figure 1 right) -----------------------
@@ -120,8 +119,17 @@ def sequence(fields, *, n_vocab, max_len):
     for k, field in enumerate(fields):
         if k:
             x.append(tokens.delimiter_id(n_vocab))
-        x += field[:max_len]
+        x += list(field[:max_len])
     return x + [tokens.clf_id(n_vocab)]
+
+
+def sequence_len(fields, max_len):
+    """Length of `sequence(fields)`: the truncated fields and their len(fields) + 1 special tokens.
+
+    The fields are sliced as `sequence` slices them (a negative max_len, n_ctx < 4, drops tokens from
+    the end, as the original's slices did).
+    """
+    return sum(len(f[:max_len]) for f in fields) + len(fields) + 1
 
 
 def encode_examples(examples, *, encoder):
@@ -135,7 +143,7 @@ def encode_examples(examples, *, encoder):
 def task_n_ctx(task_format, splits, n_ctx):
     """The context the encoded examples of all `splits` need after truncation, capped at `n_ctx`."""
     max_len = max_field_len(n_ctx, N_FIELDS[task_format])
-    needed = max(sum(min(len(f), max_len) for f in fields) + len(fields) + 1
+    needed = max(sequence_len(fields, max_len)
                  for split in splits for e in split for fields in example_fields(task_format, e))
     return min(needed, n_ctx)
 
@@ -149,15 +157,7 @@ def transform_task(task_format, examples, *, n_ctx, n_vocab, max_len=None):
     if len(K) > 1:
         raise ValueError(f"examples have different numbers of sequences ({sorted(K)}): give every example "
                          "the same number of choices")
-    X = np.zeros((len(examples), K.pop() if K else 1, n_ctx, 2), dtype=np.int32)
-    M = np.zeros(X.shape[:3], dtype=np.float32)
-    for i, seqs in enumerate(sequences):
-        for k, x in enumerate(seqs):
-            assert len(x) <= n_ctx, f"example {i} sequence {k}: {len(x)} tokens exceed n_ctx={n_ctx}"
-            X[i, k, :len(x), 0] = x
-            M[i, k, :len(x)] = 1
-    X[..., 1] = tokens.position_id(n_vocab, np.arange(n_ctx))
-    return X, M
+    return model_arrays(sequences, K.pop() if K else 1, n_ctx=n_ctx, n_vocab=n_vocab)
 
 
 def iter_data(*datas, n_batch=128, truncate=False, verbose=False, max_batches=float("inf"), desc=None):
