@@ -5,11 +5,12 @@ config object validates its own fields, and this module adds the rules about the
 """
 import argparse
 
-from gpt1_tf.config import (ACTIVATIONS, COMPUTE_DTYPES, LR_SCHEDULES, MIN_N_CTX, ModelConfig, OptConfig,
-                            StepConfig, check_compatible)
+from gpt1_tf.config import (ACTIVATIONS, COMPUTE_DTYPES, LR_SCHEDULES, MIN_N_CTX, TASK_FORMATS, ModelConfig,
+                            OptConfig, StepConfig, check_compatible)
 from gpt1_tf.errors import Gpt1Error
+from gpt1_tf.task_data import TASKS
 
-DATASETS = ("rocstories",)
+DATASETS = ("rocstories", *TASKS, "generic")
 NAN_POLICIES = ("stop", "skip")
 MODEL, OPT = ModelConfig(), OptConfig()
 MAX_SEED = 2 ** 32 - 1  # NumPy's seed range
@@ -17,7 +18,8 @@ MAX_SEED = 2 ** 32 - 1  # NumPy's seed range
 
 def build_parser():
     p = argparse.ArgumentParser(
-        prog="train.py", description="Fine-tune GPT-1 on ROCStories (Story Cloze), as OpenAI's original train.py.")
+        prog="train.py", description="Fine-tune GPT-1 as OpenAI's original train.py: on ROCStories (Story Cloze), "
+                                     "the paper's other datasets, or your own data (--dataset generic).")
     # --- the original's flags and defaults ---
     p.add_argument("--desc", type=str, default=None, help="run name for log/save files (default: the dataset)")
     p.add_argument("--dataset", type=str, default=None, help=", ".join(DATASETS))
@@ -73,14 +75,31 @@ def build_parser():
                    help="the original's arithmetic (padded batches, full LM head, no XLA): slower")
     p.add_argument("--stop_after_updates", type=int, default=None,
                    help="checkpoint and stop after this many updates (continue later with --resume)")
+    g = p.add_argument_group("--dataset generic: your own train/dev/test.{csv,tsv,jsonl} in --data_dir")
+    g.add_argument("--task_format", choices=TASK_FORMATS, default=None, help="the input transformation and head")
+    g.add_argument("--text_columns", type=_names, default=None,
+                   help="comma-separated text columns: 1 (classification), 2 (entailment, similarity), "
+                        "the context's (multiple_choice)")
+    g.add_argument("--choice_columns", type=_names, default=None, help="multiple_choice: the answers' columns")
+    g.add_argument("--label_column", type=str, default="label")
+    g.add_argument("--labels", type=_names, default=None,
+                   help="comma-separated label values, class id = position (default: the sorted values of train; "
+                        "multiple_choice: 0..K-1; similarity without --labels: a real-valued score)")
     return p
 
 
-def model_config(args, *, n_vocab=MODEL.n_vocab, n_ctx=None):
+def _names(value):
+    names = [v.strip() for v in value.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {value!r}")
+    return names
+
+
+def model_config(args, *, n_vocab=MODEL.n_vocab, n_ctx=None, task_format="multiple_choice", n_classes=0):
     return ModelConfig(n_vocab=n_vocab, n_ctx=args.n_ctx if n_ctx is None else n_ctx, n_embd=args.n_embd,
                        n_head=args.n_head, n_layer=args.n_layer, afn=args.afn, embd_pdrop=args.embd_pdrop,
                        attn_pdrop=args.attn_pdrop, resid_pdrop=args.resid_pdrop, clf_pdrop=args.clf_pdrop,
-                       compute_dtype=args.mixed_precision or "float32")
+                       compute_dtype=args.mixed_precision or "float32", task_format=task_format, n_classes=n_classes)
 
 
 def opt_config(args, *, t_total=1):
@@ -91,6 +110,28 @@ def opt_config(args, *, t_total=1):
 
 def step_config(args):
     return StepConfig(exact=args.exact, xla=args.xla, trim=False if args.no_trim else None)
+
+
+def _validate_generic(args):
+    """The generic dataset's flags: given where needed, and only there."""
+    flags = ("task_format", "text_columns", "choice_columns", "labels")
+    if args.dataset != "generic":
+        given = [f"--{f}" for f in flags if getattr(args, f) is not None]
+        if given:
+            raise Gpt1Error(f"{', '.join(given)}: only for --dataset generic ({args.dataset} has its own format)")
+        return
+    if args.task_format is None or args.text_columns is None:
+        raise Gpt1Error("--dataset generic needs --task_format and --text_columns")
+    n_texts = {"classification": 1, "entailment": 2, "similarity": 2}.get(args.task_format)
+    if n_texts and len(args.text_columns) != n_texts:
+        raise Gpt1Error(f"--task_format {args.task_format} reads {n_texts} text column(s), "
+                        f"--text_columns names {len(args.text_columns)}")
+    if (args.task_format == "multiple_choice") != (args.choice_columns is not None):
+        raise Gpt1Error("--choice_columns are for (and needed by) --task_format multiple_choice")
+    if args.choice_columns is not None and len(args.choice_columns) < 2:
+        raise Gpt1Error("--choice_columns: a multiple-choice task needs at least 2 answers")
+    if args.labels is not None and args.task_format == "multiple_choice" and len(args.labels) != len(args.choice_columns):
+        raise Gpt1Error(f"--labels names {len(args.labels)} values for {len(args.choice_columns)} choices")
 
 
 def validate_args(args):
@@ -108,6 +149,7 @@ def validate_args(args):
         raise Gpt1Error(f"--n_ctx {args.n_ctx} is too small (at least {MIN_N_CTX})")
     if args.analysis and not args.submit:
         raise Gpt1Error("--analysis reads the submission file: add --submit")
+    _validate_generic(args)
     check_compatible(model_config(args), step_config(args))  # each config validates its own fields
     opt_config(args)
     if args.desc is None:

@@ -42,6 +42,10 @@ class ModelConfig:
     # dtype of the transformer's matmuls and activations; parameters, layer norms, softmaxes,
     # losses and the classifier stay float32 (mixed precision, `--mixed_precision`)
     compute_dtype: str = "float32"
+    # the classifier head: the input format it reads (`gpt1_tf.heads`) and its number of classes;
+    # n_classes 0 for multiple choice (a softmax over the choices) and a real-valued similarity score
+    task_format: str = "multiple_choice"
+    n_classes: int = 0
 
     def __post_init__(self):
         for name in ("n_vocab", "n_ctx", "n_embd", "n_head", "n_layer"):
@@ -59,6 +63,27 @@ class ModelConfig:
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         _choice("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
+        self._check_head()
+
+    def _check_head(self):
+        _choice("task_format", self.task_format, TASK_FORMATS)
+        if self.task_format == "multiple_choice" and self.n_classes != 0:
+            raise ConfigError(f"the multiple_choice head scores each choice (n_classes 0), got n_classes {self.n_classes}")
+        if self.task_format in ("classification", "entailment") and self.n_classes < 2:
+            raise ConfigError(f"a {self.task_format} head needs at least 2 classes, got n_classes {self.n_classes}")
+        if self.task_format == "similarity" and (self.n_classes < 0 or self.n_classes == 1):
+            raise ConfigError(f"a similarity head has 2 or more classes, or 0 for a real-valued score; "
+                              f"got n_classes {self.n_classes}")
+
+    @property
+    def regression(self):
+        """Whether the head predicts a real-valued score (a similarity task without classes, e.g. STS-B)."""
+        return self.task_format == "similarity" and self.n_classes == 0
+
+    @property
+    def n_clf_out(self):
+        """Outputs of the linear layer `clf`: 1 per choice, 1 score, or one per class."""
+        return 1 if self.task_format == "multiple_choice" or self.regression else self.n_classes
 
     @property
     def n_table(self):

@@ -1,9 +1,10 @@
-"""`python train.py --dataset rocstories ...`: the original fine-tuning procedure on TensorFlow 2.
+"""`python train.py --dataset rocstories ...`: the original fine-tuning procedure on TensorFlow 2, for any task.
 
 `train(args)` reads top to bottom as the original: inputs -> configs -> towers -> model and
 optimizer -> pretrained weights -> epochs of updates with evaluations -> best params ->
-submission -> analysis. The command line is `gpt1_tf.cli`, checkpoints `gpt1_tf.checkpoints`, the
-log `gpt1_tf.logs`, the step `gpt1_tf.trainer`.
+submission -> analysis. The command line is `gpt1_tf.cli`, the data `gpt1_tf.task_inputs`,
+checkpoints `gpt1_tf.checkpoints`, the log `gpt1_tf.logs`, the step `gpt1_tf.trainer`, the
+metrics `gpt1_tf.metrics`.
 """
 import os
 import random
@@ -18,7 +19,6 @@ from gpt1_tf.errors import Gpt1Error
 from gpt1_tf.files import FolderLock, atomic_write, check_output_folder
 
 EVAL_UPDATES = (1000, 2000, 4000, 8000, 16000, 32000)  # first-epoch evaluations of the original
-SUBMISSION_FILE = "ROCStories.tsv"
 
 
 class Interrupted(Exception):
@@ -28,31 +28,33 @@ class Interrupted(Exception):
 def train(args):
     """The whole run (args validated by `cli.validate_args`); raises Gpt1Error on bad input before writing."""
     data, shards, text_encoder = load_inputs(args)
-    n_batch_train = args.n_batch * args.n_gpu
-    n_batches = len(data["trY"]) // n_batch_train
+    train_split, n_batch_train = data.train, args.n_batch * args.n_gpu
+    n_batches = len(train_split.Y) // n_batch_train
     if n_batches < 1:
-        raise Gpt1Error(f"{len(data['trY'])} training stories make no full batch of n_batch * n_gpu = {n_batch_train}")
-    model_cfg = cli.model_config(args, n_vocab=len(text_encoder.encoder), n_ctx=data["n_ctx"])
+        raise Gpt1Error(f"{len(train_split.Y)} training examples make no full batch of n_batch * n_gpu = {n_batch_train}")
+    model_cfg = cli.model_config(args, n_vocab=len(text_encoder.encoder), n_ctx=data.n_ctx,
+                                 task_format=data.task_format, n_classes=data.n_classes)
     opt_cfg = cli.opt_config(args, t_total=n_batches * args.n_iter)
     from gpt1_tf.memory import check_memory
-    check_memory(model_cfg, args.n_batch, args.n_gpu)
-    run = Run(args)  # output locations checked, nothing written yet
+    check_memory(model_cfg, args.n_batch, args.n_gpu, n_seqs=train_split.X.shape[1])
+    run = Run(args, data)  # output locations checked, nothing written yet
     init = initial_params(args, shards, model_cfg)
     trainer, towers_note = build_trainer(args, model_cfg, opt_cfg)
     for p, a in zip(trainer.params, init):
         p.assign(a)
     print(towers_note)
-    print(f"n_ctx {model_cfg.n_ctx}, {len(data['trY'])} train / {len(data['vaY'])} valid / {len(data['teX'])} "
-          f"test stories, {opt_cfg.t_total} updates of {n_batch_train}")
+    print(f"{data.task} ({data.task_format}), n_ctx {model_cfg.n_ctx}, {len(train_split.Y)} train / "
+          f"{len(data.valid.Y)} valid / {sum(len(t.X) for t in data.tests)} test examples, "
+          f"{opt_cfg.t_total} updates of {n_batch_train}")
 
-    with run.hold(trainer, data), StopOnInterrupt() as stop:
+    with run.hold(trainer), StopOnInterrupt() as stop:
         from sklearn.utils import shuffle
         from tqdm import tqdm
         from gpt1_tf.trainer import APPLIED
         from gpt1_tf.transforms import iter_data
         for _ in range(run.n_epochs, args.n_iter):
             rng_state = np.random.get_state()
-            trX, trM, trY = shuffle(data["trX"], data["trM"], data["trY"], random_state=np.random.mtrand._rand)
+            trX, trM, trY = shuffle(train_split.X, train_split.M, train_split.Y, random_state=np.random.mtrand._rand)
             bar = tqdm(iter_data(trX, trM, trY, n_batch=n_batch_train, truncate=True), total=n_batches,
                        desc=f"epoch {run.n_epochs + 1}/{args.n_iter}", ncols=100, leave=False, file=sys.stderr)
             for position, (xmb, mmb, ymb) in enumerate(bar):
@@ -75,40 +77,23 @@ def train(args):
 
     if args.submit:
         run.load_best_params()
-        path = run.predict()
-        print(f"wrote {path}")
+        paths = run.predict()
+        for path in paths:
+            print(f"wrote {path}")
         if args.analysis:
-            from gpt1_tf.analysis import rocstories as rocstories_analysis
-            rocstories_analysis(args.data_dir, path, run.log_path)
+            from gpt1_tf import analysis
+            analysis.analyse(args, data, paths, run.log_path)
     return trainer
 
 
 def load_inputs(args):
-    """Encoded and transformed data, the pretrained shards (or None) and the text encoder; nothing written."""
+    """The run's data (`task_inputs.RunData`), the pretrained shards (or None) and the text encoder; nothing written."""
+    from gpt1_tf import task_inputs
     from gpt1_tf.text_utils import TextEncoder
     text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
-    data = load_data(args, text_encoder)
+    data = task_inputs.load(args, text_encoder)
     shards = pretrained.load_shards(args.model_dir) if args.n_transfer >= 0 and not args.resume else None
     return data, shards, text_encoder
-
-
-def load_data(args, text_encoder):
-    """Read, encode and transform the Story Cloze files; returns a dict of arrays and n_ctx."""
-    from gpt1_tf import datasets, transforms
-    splits = datasets.rocstories(args.data_dir, n_valid=args.n_valid)
-    (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3) = transforms.encode_dataset(
-        splits, encoder=text_encoder)
-    n_vocab = len(text_encoder.encoder)
-    max_len = transforms.max_len_for(args.n_ctx)
-    n_ctx = transforms.compute_n_ctx([(trX1, trX2, trX3), (vaX1, vaX2, vaX3), (teX1, teX2, teX3)], args.n_ctx)
-
-    def transform(X1, X2, X3):
-        return transforms.transform_roc(X1, X2, X3, n_ctx=n_ctx, max_len=max_len, n_vocab=n_vocab)
-
-    trX, trM = transform(trX1, trX2, trX3)
-    vaX, vaM = transform(vaX1, vaX2, vaX3)
-    teX, teM = transform(teX1, teX2, teX3)
-    return dict(trX=trX, trM=trM, trY=trY, vaX=vaX, vaM=vaM, vaY=vaY, teX=teX, teM=teM, n_ctx=n_ctx)
 
 
 def initial_params(args, shards, model_cfg):
@@ -175,26 +160,27 @@ class StopOnInterrupt:
 class Run:
     """The outputs of one run: log, TensorBoard, checkpoints, best params, submission; and the loop's state."""
 
-    def __init__(self, args):
-        self.args = args
+    def __init__(self, args, data):
+        self.args, self.data = args, data
         self.n_batch_train = args.n_batch * args.n_gpu
         run_dir = os.path.join(args.save_dir, args.desc)
         self.params_path = os.path.join(run_dir, "best_params.jl")
         self.log_path = os.path.join(args.log_dir, f"{args.desc}.jsonl")
-        self.submission_path = os.path.join(args.submission_dir, SUBMISSION_FILE)
+        self.submission_paths = [os.path.join(args.submission_dir, t.submission) for t in data.tests]
         self.tensorboard_dir = os.path.join(args.log_dir, args.desc)
         for path, flag in ((run_dir, "--save_dir"), (self.tensorboard_dir, "--log_dir")) + (
                 ((args.submission_dir, "--submission_dir"),) if args.submit else ()):
             check_output_folder(path, flag)
-        for path in (self.log_path, self.params_path, self.submission_path):
+        for path in (self.log_path, self.params_path, *self.submission_paths):
             if os.path.isdir(path):
                 raise Gpt1Error(f"{path}: is a folder; the run writes a file there")
         self.lock = FolderLock(run_dir)
         self.n_epochs, self.best_score, self.n_skipped, self.start_position = 0, 0.0, 0, 0
+        self.last_scores = {}  # the latest evaluation's validation scores, for the progress bar
 
-    def hold(self, trainer, data):
+    def hold(self, trainer):
         """Lock the run folder, then resume from the newest checkpoint (--resume) or start afresh."""
-        self.trainer, self.data = trainer, data
+        self.trainer = trainer
         self.lock.acquire()
         try:
             self._start()
@@ -258,35 +244,62 @@ class Run:
             tqdm.write(f"warning: non-finite loss or gradient norm at update {n_update + 1}: skipped "
                        f"({self.n_skipped} so far)", file=sys.stderr)
         else:
-            bar.set_postfix(loss=f"{result.loss:.3f}")
+            bar.set_postfix(loss=f"{result.loss:.3f}", **self.last_scores)
             with self.writer.as_default(step=n_update):
                 tf.summary.scalar("train_clf_loss", result.loss)
                 tf.summary.scalar("lr", result.lr)
 
     def evaluate(self):
-        """The original `log()`: costs and accuracies of train[:n_valid] and valid; best params on improvement."""
-        import tensorflow as tf
-        from sklearn.metrics import accuracy_score
+        """The original `log()`: costs and metrics of train[:n_valid] and valid; best params on improvement.
+
+        Story Cloze logs the original's record (tr_cost, va_cost, tr_acc, va_acc); another task logs
+        tr_/va_ of each of its metrics, and the cost and metrics of its further dev splits.
+        """
         from tqdm import tqdm
-        from gpt1_tf.evaluate import iter_apply
-        d, n = self.data, len(self.data["vaY"])
-        tr_logits, tr_cost = iter_apply(self.trainer, d["trX"][:n], d["trM"][:n], d["trY"][:n],
-                                        n_batch=self.n_batch_train, desc="eval train")
-        va_logits, va_cost = iter_apply(self.trainer, d["vaX"], d["vaM"], d["vaY"],
-                                        n_batch=self.n_batch_train, desc="eval valid")
-        tr_cost, va_cost = tr_cost / len(d["trY"][:n]), va_cost / n
-        tr_acc = accuracy_score(d["trY"][:n], np.argmax(tr_logits, 1)) * 100.
-        va_acc = accuracy_score(d["vaY"], np.argmax(va_logits, 1)) * 100.
-        n_updates = self.trainer.n_updates
-        self.logger.evaluation(n_epochs=self.n_epochs, n_updates=n_updates, tr_cost=tr_cost, va_cost=va_cost,
-                               tr_acc=tr_acc, va_acc=va_acc)
-        tqdm.write('%d %d %.3f %.3f %.2f %.2f' % (self.n_epochs, n_updates, tr_cost, va_cost, tr_acc, va_acc))
-        with self.writer.as_default(step=n_updates):
-            for k, v in dict(tr_cost=tr_cost, va_cost=va_cost, tr_acc=tr_acc, va_acc=va_acc).items():
-                tf.summary.scalar(k, v)
-        if self.args.submit and va_acc > self.best_score:
-            self.best_score = va_acc
+        d, names = self.data, self.data.metrics
+        n = len(d.valid.Y)
+        tr_cost, tr_scores = self.score_split(d.train, n, "eval train")
+        va_cost, va_scores = self.score_split(d.valid, n, "eval valid")
+        record = dict(n_epochs=self.n_epochs, n_updates=self.trainer.n_updates, tr_cost=tr_cost, va_cost=va_cost)
+        for name in names:
+            record[f"tr_{name}"], record[f"va_{name}"] = tr_scores[name], va_scores[name]
+        record.update({f"va_{k}": v for k, v in va_scores.items() if k not in names})  # by group (RACE)
+        for split in d.extra_valid:
+            cost, scores = self.score_split(split, len(split.Y), f"eval {split.name}")
+            record[f"{split.name}_cost"] = cost
+            record.update({f"{split.name}_{k}": v for k, v in scores.items()})
+        self.logger.evaluation(**record)
+        line = "%d %d %.3f %.3f" % (record["n_epochs"], record["n_updates"], tr_cost, va_cost)
+        line += "".join(" %.2f %.2f" % (tr_scores[name], va_scores[name]) for name in names)
+        extra = [f"{k} {v:.2f}" for k, v in record.items() if k not in logs.ORIGINAL_KEYS and k[3:] not in names]
+        tqdm.write(line + ("  (" + ", ".join(extra) + ")" if extra else ""))
+        self.write_scalars(record)
+        self.last_scores = {f"va_{name}": f"{va_scores[name]:.2f}" for name in names}
+        score = va_scores[names[0]]  # the task's own metric decides
+        if self.args.submit and score > self.best_score:
+            self.best_score = score
             self.save_params()
+
+    def score_split(self, split, n, desc):
+        """(mean clf cost, {metric: value}) of the first n rows of a split; by group too where it has groups."""
+        from gpt1_tf import metrics
+        from gpt1_tf.evaluate import iter_apply
+        logits, cost = iter_apply(self.trainer, split.X[:n], split.M[:n], split.Y[:n],
+                                  n_batch=self.n_batch_train, desc=desc)
+        preds, y = metrics.predictions(logits, self.data.regression), split.Y[:n]
+        scores = metrics.scores(self.data.metrics, y, preds)
+        if split.groups is not None:
+            for group in dict.fromkeys(split.groups[:n]):  # in file order: RACE-m, then RACE-h
+                at = split.groups[:n] == group
+                scores.update({f"{group}_{k}": v for k, v in metrics.scores(self.data.metrics, y[at], preds[at]).items()})
+        return cost / len(y), scores
+
+    def write_scalars(self, record):
+        import tensorflow as tf
+        with self.writer.as_default(step=record["n_updates"]):
+            for k, v in record.items():
+                if k not in ("n_epochs", "n_updates"):
+                    tf.summary.scalar(k, v)
 
     def checkpoint(self, position, rng_state):
         self.checkpointer.write(dict(
@@ -307,23 +320,29 @@ class Run:
         return self.trainer
 
     def save_params(self):
-        pretrained.save_params(self.params_path, pretrained.get_params(self.trainer.model))
+        pretrained.save_params(self.params_path, pretrained.get_params(self.trainer.model), self.trainer.model.cfg)
 
     def load_best_params(self):
         model = self.trainer.model
         pretrained.set_params(model, pretrained.load_params(self.params_path, model.cfg), self.params_path)
 
     def predict(self):
+        """Write each test split's predictions (`index\tprediction`, labels as the benchmark spells them)."""
+        from gpt1_tf import metrics
         from gpt1_tf.evaluate import iter_predict
-        logits = iter_predict(self.trainer, self.data["teX"], self.data["teM"], n_batch=self.n_batch_train)
-        predictions = np.argmax(logits, 1)
-        text = "index\tprediction\n" + "".join(f"{i}\t{p}\n" for i, p in enumerate(predictions))
-        atomic_write(self.submission_path, lambda f: f.write(text.encode()))
-        return self.submission_path
+        d = self.data
+        for split, path in zip(d.tests, self.submission_paths):
+            logits = iter_predict(self.trainer, split.X, split.M, n_batch=self.n_batch_train,
+                                  desc=f"predict {split.name}")
+            predictions = metrics.predictions(logits, d.regression)
+            values = [f"{p:.3f}" for p in predictions] if d.regression else [d.labels[p] for p in predictions]
+            text = "index\tprediction\n" + "".join(f"{i}\t{v}\n" for i, v in zip(split.index, values))
+            atomic_write(path, lambda f, text=text: f.write(text.encode()))
+        return self.submission_paths
 
     def remove_stale_temp_files(self):
         """`.tmp` files a killed atomic write left next to this run's outputs (never read)."""
-        for path in (self.log_path, self.params_path, self.submission_path):
+        for path in (self.log_path, self.params_path, pretrained.head_path(self.params_path), *self.submission_paths):
             directory, base = os.path.split(path)
             if os.path.isdir(directory or "."):
                 for name in os.listdir(directory or "."):

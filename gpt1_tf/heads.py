@@ -1,9 +1,14 @@
-"""Task heads on the shared body's hidden states: the tied LM head and the multiple-choice classifier.
+"""Task heads on the shared body's hidden states: the tied LM head and the classifier of each task format.
 
 The LM head has no weights of its own: its logits are the hidden states times the (dropped-out)
-embedding table `we`, as in the original. The multiple-choice head reads each sequence's state
-at its first `_classify_` token, scores it with one linear layer `clf` and takes a softmax over
-the K choices of an example (Story Cloze: K = 2 endings).
+embedding table `we`, as in the original. The classifier heads read each sequence's state at its
+first `_classify_` token and apply one linear layer `clf` (paper section 3.3):
+
+- multiple choice (`MultipleChoiceHead`, the original's): one score per choice, softmax over the
+  K choices of an example (Story Cloze: K = 2 endings; RACE: K = 4 answers);
+- classification and entailment (`ClassificationHead`): the one sequence's state -> n_classes;
+- similarity (`SimilarityHead`): the states of the two orders (a, b) and (b, a) added, -> n_classes,
+  or one real-valued score with the squared error (STS-B).
 """
 import keras
 import tensorflow as tf
@@ -52,40 +57,91 @@ def pooled(h, X, clf_token):
     return ops.rows_at(h, ops.pool_index(X, clf_token))
 
 
-@keras.saving.register_keras_serializable("gpt1_tf")
-class MultipleChoiceHead(ClfHead):
-    """The original `clf`: one score per choice, a softmax over an example's K choices.
+class TaskHead(ClfHead):
+    """The linear layer `clf` on the pooled `_classify_` states of an example's K sequences.
 
-    Weights `w` [n_embd, 1], `b` [1] (the original's names and order). One clf dropout mask per
-    example, shared by its K choices, as the original's noise shape [B, 1, n_embd].
+    Weights `w` [n_embd, ny], `b` [ny] (the original's names and order); `logits(clf_h, K, seed)`
+    maps the pooled states [B*K, n_embd] to the example's logits, `losses(logits, Y)` to a loss per
+    example. Subclasses: one per input format of the paper (Figure 1, right).
     """
 
-    def __init__(self, n_embd, *, clf_pdrop, n_choices=2, **kwargs):
+    def __init__(self, n_embd, *, clf_pdrop, ny=1, **kwargs):
         kwargs.setdefault("name", "clf")
-        super().__init__(1, **kwargs)
-        self.n_embd, self.clf_pdrop, self.n_choices = n_embd, clf_pdrop, n_choices
+        super().__init__(ny, **kwargs)
+        self.n_embd, self.clf_pdrop = n_embd, clf_pdrop
 
-    def logits(self, clf_h, seed=None):
-        """Logits [B, K] of the pooled states [B*K, n_embd]."""
-        K, n_embd = self.n_choices, self.n_embd
-        clf_h = tf.reshape(ops.to_dtype(clf_h, tf.float32), [-1, K, n_embd])  # [B, K, n_embd]
-        clf_seed = site_seed(seed, SITE_CLF)
-        if clf_seed is not None:
-            noise_shape = tf.stack([tf.shape(clf_h)[0], 1, n_embd])  # same mask for every choice
-            clf_h = ops.dropout(clf_h, self.clf_pdrop, clf_seed, noise_shape=noise_shape)
-        clf_h = tf.reshape(clf_h, [-1, n_embd])
-        return tf.reshape(self(clf_h), [-1, K])
+    def _dropout(self, x, seed, noise_shape=None):
+        return ops.dropout(x, self.clf_pdrop, site_seed(seed, SITE_CLF), noise_shape=noise_shape)
 
     @staticmethod
     def losses(logits, Y):
-        """Cross-entropy of the right choice Y [B] under the softmax over the K choices: [B]."""
+        """Cross-entropy of the right class (or choice) Y [B] under the softmax of logits [B, ny]: [B]."""
         return tf.nn.sparse_softmax_cross_entropy_with_logits(logits=logits, labels=Y)
 
     def get_config(self):
-        config = {**super().get_config(), "n_embd": self.n_embd, "clf_pdrop": self.clf_pdrop,
-                  "n_choices": self.n_choices}
-        config.pop("ny", None)
+        config = {**super().get_config(), "n_embd": self.n_embd, "clf_pdrop": self.clf_pdrop}
         return config
+
+
+@keras.saving.register_keras_serializable("gpt1_tf")
+class MultipleChoiceHead(TaskHead):
+    """The original `clf`: one score per choice (ny 1), a softmax over an example's K choices.
+
+    One clf dropout mask per example, shared by its K choices, as the original's noise shape [B, 1, n_embd].
+    """
+
+    def __init__(self, n_embd, *, clf_pdrop, **kwargs):
+        kwargs.pop("ny", None)
+        kwargs.pop("n_choices", None)  # K comes from the inputs (a config key of earlier versions)
+        super().__init__(n_embd, clf_pdrop=clf_pdrop, ny=1, **kwargs)
+
+    def logits(self, clf_h, K, seed=None):
+        """Logits [B, K] of the pooled states [B*K, n_embd]."""
+        n_embd = self.n_embd
+        clf_h = tf.reshape(ops.to_dtype(clf_h, tf.float32), [-1, K, n_embd])  # [B, K, n_embd]
+        if seed is not None:
+            noise_shape = tf.stack([tf.shape(clf_h)[0], 1, n_embd])  # same mask for every choice
+            clf_h = self._dropout(clf_h, seed, noise_shape)
+        clf_h = tf.reshape(clf_h, [-1, n_embd])
+        return tf.reshape(self(clf_h), [-1, K])
+
+
+@keras.saving.register_keras_serializable("gpt1_tf")
+class ClassificationHead(TaskHead):
+    """Classification and entailment: the one sequence's state -> linear(n_embd -> n_classes)."""
+
+    def logits(self, clf_h, K=1, seed=None):
+        clf_h = ops.to_dtype(clf_h, tf.float32)  # [B, n_embd]: K = 1 sequence per example
+        return self(self._dropout(clf_h, seed))
+
+
+@keras.saving.register_keras_serializable("gpt1_tf")
+class SimilarityHead(TaskHead):
+    """Similarity: the two orders' states added element-wise -> linear(n_embd -> n_classes, or 1 score).
+
+    With one output (`ny` 1, a real-valued score such as STS-B's) the loss is the squared error.
+    """
+
+    def logits(self, clf_h, K=2, seed=None):
+        clf_h = tf.reshape(ops.to_dtype(clf_h, tf.float32), [-1, 2, self.n_embd])
+        clf_h = clf_h[:, 0] + clf_h[:, 1]  # [B, n_embd]: (a, b) + (b, a)
+        return self(self._dropout(clf_h, seed))
+
+    def losses(self, logits, Y):
+        if self.ny == 1:
+            return tf.square(logits[:, 0] - Y)
+        return TaskHead.losses(logits, Y)
+
+
+HEADS = {"classification": ClassificationHead, "entailment": ClassificationHead,
+         "similarity": SimilarityHead, "multiple_choice": MultipleChoiceHead}
+
+
+def make_head(cfg):
+    """The `clf` head of a ModelConfig's task format."""
+    if cfg.task_format == "multiple_choice":
+        return MultipleChoiceHead(cfg.n_embd, clf_pdrop=cfg.clf_pdrop, name="clf")
+    return HEADS[cfg.task_format](cfg.n_embd, clf_pdrop=cfg.clf_pdrop, ny=cfg.n_clf_out, name="clf")
 
 
 def train_loss(clf_losses, lm_losses, lm_coef):

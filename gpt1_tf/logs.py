@@ -3,7 +3,9 @@
 The first line holds every argument and the time (the original's). Each later line is one
 record, of one of these kinds, told apart by the key it carries:
 
-- EVALUATION (`va_acc`): n_epochs, n_updates, tr_cost, va_cost, tr_acc, va_acc (the original's)
+- EVALUATION (`va_cost`): n_epochs, n_updates, tr_cost, va_cost, then tr_/va_ of each of the task's
+  metrics (Story Cloze: tr_acc, va_acc, the original's record; `gpt1_tf.metrics`), then any scores
+  by group (`va_middle_acc`) and of further dev splits (`dev_mismatched_cost`, `dev_mismatched_acc`)
 - SKIPPED_UPDATE (`skipped_update`): an update dropped by `--nan_policy skip`
 - LOSS_SCALE_OVERFLOW (`loss_scale_overflow`): an update skipped by float16 loss scaling
 """
@@ -13,7 +15,8 @@ import time
 from gpt1_tf.errors import DataError
 from gpt1_tf.files import atomic_write
 
-EVALUATION, SKIPPED_UPDATE, LOSS_SCALE_OVERFLOW = "va_acc", "skipped_update", "loss_scale_overflow"
+EVALUATION, SKIPPED_UPDATE, LOSS_SCALE_OVERFLOW = "va_cost", "skipped_update", "loss_scale_overflow"
+ORIGINAL_KEYS = ("n_epochs", "n_updates", "tr_cost", "va_cost")  # of every evaluation record, in this order
 RECORD_KINDS = (EVALUATION, SKIPPED_UPDATE, LOSS_SCALE_OVERFLOW)
 
 
@@ -36,9 +39,9 @@ class ResultLogger:
         self.lines = list(lines)
         self._flush()
 
-    def evaluation(self, *, n_epochs, n_updates, tr_cost, va_cost, tr_acc, va_acc):
-        self._log(n_epochs=n_epochs, n_updates=n_updates, tr_cost=tr_cost, va_cost=va_cost, tr_acc=tr_acc,
-                  va_acc=va_acc)
+    def evaluation(self, *, n_epochs, n_updates, tr_cost, va_cost, **scores):
+        """One evaluation: the costs, then `scores` (tr_<metric>, va_<metric>, ...) in the given order."""
+        self._log(n_epochs=n_epochs, n_updates=n_updates, tr_cost=tr_cost, va_cost=va_cost, **scores)
 
     def skipped_update(self, *, n_epochs, n_updates, n_skipped):
         self._log(n_epochs=n_epochs, n_updates=n_updates, **{SKIPPED_UPDATE: n_updates + 1}, n_skipped=n_skipped)
@@ -79,7 +82,7 @@ def read_log(log_path):
             raise DataError(log_path, f"not a record of a known kind ({', '.join(RECORD_KINDS)})", line_no)
         if kind == EVALUATION:
             if not isinstance(record[EVALUATION], (int, float)) or isinstance(record[EVALUATION], bool):
-                raise DataError(log_path, "evaluation record without a numeric 'va_acc'", line_no)
+                raise DataError(log_path, "evaluation record without a numeric 'va_cost'", line_no)
             evaluations.append(record)
     if not evaluations:
         raise DataError(log_path, "no evaluation records after the arguments line")

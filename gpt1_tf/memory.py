@@ -39,18 +39,18 @@ def n_params(cfg):
     e = cfg.n_embd
     # c_attn (e, 3e)+3e, attn c_proj (e, e)+e, ln_1 2e, c_fc (e, 4e)+4e, mlp c_proj (4e, e)+e, ln_2 2e
     per_layer = 12 * e * e + 13 * e
-    return cfg.n_table * e + cfg.n_layer * per_layer + e + 1
+    return cfg.n_table * e + cfg.n_layer * per_layer + (e + 1) * cfg.n_clf_out
 
 
-def estimate_train_bytes(model_cfg, n_batch, n_gpu):
-    """Memory of training with n_gpu towers of n_batch stories each, all on one device.
+def estimate_train_bytes(model_cfg, n_batch, n_gpu, n_seqs=2):
+    """Memory of training with n_gpu towers of n_batch examples (of n_seqs sequences) each, all on one device.
 
     MirroredStrategy keeps a copy of the parameters and Adam slots on every tower and each tower
     holds its own gradients and activations; for towers on separate devices, pass n_gpu=1 to get
     one device's share. Sequences are taken at full n_ctx (trimming only lowers the real need).
     """
     T = model_cfg.n_ctx
-    tokens = n_batch * 2 * T  # [n_batch, 2 endings, n_ctx] per tower
+    tokens = n_batch * n_seqs * T  # [n_batch, K sequences (Story Cloze: 2 endings), n_ctx] per tower
     per_token_layer = ACT_PER_EMBD * model_cfg.n_embd + ACT_PER_HEAD_T * model_cfg.n_head * T
     return MemoryEstimate(
         state=n_gpu * STATE_COPIES * BYTES * n_params(model_cfg),
@@ -101,17 +101,17 @@ def device_memory(n_gpu):
     return available, towers, "each GPU" if towers == 1 else "the GPU"
 
 
-def check_memory(model_cfg, n_batch, n_gpu):
+def check_memory(model_cfg, n_batch, n_gpu, n_seqs=2):
     """Refuse, with one line, a run whose estimated memory clearly exceeds what the towers' device has."""
     from gpt1_tf.errors import Gpt1Error
     available, towers, where = device_memory(n_gpu)
     if not available:
         return  # unknown: let TensorFlow find out
-    need = estimate_train_bytes(model_cfg, n_batch, towers)
+    need = estimate_train_bytes(model_cfg, n_batch, towers, n_seqs)
     if need.total > available:
         lower = "--n_batch" + (", --n_gpu" if towers > 1 else "") + " or --n_ctx"
         raise Gpt1Error(
-            f"this run needs about {gib(need.total)} of memory ({towers} tower(s) of {n_batch} stories x 2 "
-            f"endings x {model_cfg.n_ctx} tokens: parameters and Adam state {gib(need.state)}, activations "
+            f"this run needs about {gib(need.total)} of memory ({towers} tower(s) of {n_batch} examples x "
+            f"{n_seqs} sequences x {model_cfg.n_ctx} tokens: parameters and Adam state {gib(need.state)}, activations "
             f"{gib(need.activations)}, LM logits {gib(need.logits)}) but {where} has {gib(available)}; "
             f"lower {lower} (now --n_batch {n_batch} --n_gpu {n_gpu} --n_ctx {model_cfg.n_ctx})")

@@ -1,8 +1,9 @@
 """The GPT-1 network: the shared body (`Transformer`) and the model with its two heads.
 
 `TransformerModel(cfg)(X, M, Y)` returns what the original `model(X, M, Y)` returned:
-clf_logits [B, 2], clf_losses [B], lm_losses [2B]. The body knows nothing of heads; the heads
-(`gpt1_tf.heads`) read its hidden states and its embedding table.
+clf_logits [B, 2], clf_losses [B], lm_losses [2B] for Story Cloze; for any task format, X holds
+K sequences per example ([B, K, T, 2]) and the logits are those of the task's head. The body knows
+nothing of heads; the heads (`gpt1_tf.heads`) read its hidden states and its embedding table.
 """
 import dataclasses
 
@@ -11,7 +12,7 @@ import tensorflow as tf
 
 from gpt1_tf import ops, packing
 from gpt1_tf.config import ModelConfig
-from gpt1_tf.heads import LM_HEADS, MultipleChoiceHead, pooled
+from gpt1_tf.heads import LM_HEADS, make_head, pooled
 from gpt1_tf.layers import Block, normal_init, site_seed
 
 # dropout sites (folded into the step seed): embedding table, classifier (heads.SITE_CLF), each block
@@ -66,13 +67,14 @@ class Transformer(keras.layers.Layer):
                        block.ln_2.g, block.ln_2.b]
         return params
 
-    def hidden(self, X, M=None, seed=None, pool=None, packed=False):
+    def hidden(self, X, M=None, seed=None, pool=None, packed=False, K=1):
         """Hidden states [S, T, n_embd] of X [S, T, 2], and the (dropped-out) table `we`.
 
         `seed` ([2] int) drives every dropout mask (None: no dropout). With `pool` [S] (no
         dropout), the last block runs at those positions only: h [S, n_embd]. `packed=True` (needs
         M [S, T]) runs the dense layers on the needed positions only (`gpt1_tf.packing`): same
-        states, gradients and dropout masks, fewer FLOPs.
+        states, gradients and dropout masks, fewer FLOPs; the S sequences are examples of K each
+        (consecutive), whose common prefix is computed once.
         """
         cfg = self.cfg
         # embedding dropout on the table itself, as the original: the tied LM head sees it too
@@ -80,14 +82,14 @@ class Transformer(keras.layers.Layer):
         if not packed:
             h = ops.to_dtype(tf.reduce_sum(tf.gather(we, X), 2), cfg.compute_dtype)  # token + position rows
             return self._blocks(h, seed, pool), we
-        # the two endings share their common prefix when nothing is dropped (seed None)
-        layout = packing.pack_layout(X, M, clf_token=cfg.clf_token, share_prefix=seed is None)
+        # an example's K sequences share their common prefix when nothing is dropped (seed None)
+        layout = packing.pack_layout(X, M, clf_token=cfg.clf_token, share_prefix=seed is None, K=K)
         h = ops.to_dtype(packing.embed(we, X, layout), cfg.compute_dtype)  # [N, n_embd]
         h = self._blocks(h, seed, pool, layout)
         return (h if pool is not None else packing.unpack(h, layout)), we
 
-    def call(self, X, M=None, seed=None, pool=None, packed=False):
-        return self.hidden(X, M, seed, pool, packed)
+    def call(self, X, M=None, seed=None, pool=None, packed=False, K=1):
+        return self.hidden(X, M, seed, pool, packed, K)
 
     def _blocks(self, h, seed, pool, layout=None):
         last = len(self.blocks) - 1
@@ -102,9 +104,11 @@ class Transformer(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable("gpt1_tf")
 class TransformerModel(keras.Model):
-    """GPT-1 with the original's two heads: the tied LM head and the Story Cloze classifier.
+    """GPT-1 with two heads: the tied LM head and the classifier of `cfg.task_format` (`gpt1_tf.heads`).
 
-    Call with X int [B, 2, T, 2] (token ids, position ids), M float [B, 2, T], Y int [B] (or None).
+    Call with X int [B, K, T, 2] (token ids, position ids of the K sequences of each example), M
+    float [B, K, T], Y [B] (int classes or choices; float scores for a regression head) or None.
+    The default config is the original's: the Story Cloze classifier, K = 2 endings.
     """
 
     def __init__(self, cfg, **kwargs):
@@ -112,7 +116,7 @@ class TransformerModel(keras.Model):
         super().__init__(**kwargs)
         self.cfg = cfg if isinstance(cfg, ModelConfig) else ModelConfig(**cfg)
         self.transformer = Transformer(self.cfg)
-        self.clf = MultipleChoiceHead(self.cfg.n_embd, clf_pdrop=self.cfg.clf_pdrop, name="clf")
+        self.clf = make_head(self.cfg)
         self.build()
 
     def build(self, input_shape=None):
@@ -137,7 +141,7 @@ class TransformerModel(keras.Model):
 
     def call(self, X, M, Y=None, training=False, seed=None, compute_lm=True, lm_head="masked",
              packed=False, pool_only=False):
-        """Returns (clf_logits [B, 2], clf_losses [B] or None, lm_losses [2B] or None).
+        """Returns (clf_logits [B, K] or [B, n_clf_out], clf_losses [B] or None, lm_losses [B*K] or None).
 
         `seed` ([2] int32) drives every dropout mask when `training`; without it nothing is dropped.
         `lm_head="masked"` computes LM logits only at positions the mask counts (same losses as
@@ -150,17 +154,17 @@ class TransformerModel(keras.Model):
         cfg = self.cfg
         if not training:
             seed = None
-        T = ops.shape_list(X)[2]
-        X = tf.reshape(X, [-1, T, 2])  # [B*2, T, 2]
-        M = tf.reshape(M, [-1, T])  # [B*2, T]
+        K, T = ops.shape_list(X)[1:3]
+        X = tf.reshape(X, [-1, T, 2])  # [B*K, T, 2]
+        M = tf.reshape(M, [-1, T])  # [B*K, T]
         pool = ops.pool_index(X, cfg.clf_token) if pool_only and not compute_lm and seed is None else None
         # the body's method, not its __call__: no extra name scope, so the gradient ops keep the
         # names that order Grappler's sums as in the original (see gpt1_tf.trainer)
-        h, we = self.transformer.hidden(X, M, seed, pool, packed)
+        h, we = self.transformer.hidden(X, M, seed, pool, packed, K)
 
         lm_losses = LM_HEADS[lm_head](h, we, X, M) if compute_lm else None
         clf_h = h if pool is not None else pooled(h, X, cfg.clf_token)
-        clf_logits = self.clf.logits(clf_h, seed)
+        clf_logits = self.clf.logits(clf_h, K, seed)
         clf_losses = None if Y is None else self.clf.losses(clf_logits, Y)
         return clf_logits, clf_losses, lm_losses
 

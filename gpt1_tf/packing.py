@@ -10,9 +10,10 @@ Which positions matter: sequence s needs positions t < L_s, L_s = max(last index
 first `_classify_`) + 1: the LM loss at t+1 reads h[t] and the classifier reads h[pool]. By the
 causal mask, h at those positions does not depend on later ones, so every output is unchanged.
 
-With `share_prefix` (only without dropout), the two endings of a story share the hidden states
-of their common prefix (start + story + delimiter: identical tokens and positions, hence identical
-states under the causal mask): the second ending's prefix rows map to the first ending's.
+With `share_prefix` (only without dropout), the K sequences of an example (consecutive in X) share
+the hidden states of their common prefix (Story Cloze: start + story + delimiter; identical tokens
+and positions, hence identical states under the causal mask): the prefix rows of sequences 1..K-1
+map to sequence 0's. With K = 1 nothing is shared.
 
 Dropout masks are drawn on the padded layout [S, n_ctx, n_embd], exactly as the padded path draws
 them (`layers._dropout`), then sliced to T and gathered: the packed path drops the same units.
@@ -28,8 +29,8 @@ from gpt1_tf import ops
 PackLayout = collections.namedtuple("PackLayout", "rows row_map valid S T")
 
 
-def pack_layout(X, M, *, clf_token, share_prefix=False):
-    """Layout of X [S, T, 2], M [S, T]: which positions are computed and where each one lives."""
+def pack_layout(X, M, *, clf_token, share_prefix=False, K=2):
+    """Layout of X [S, T, 2], M [S, T] (S = examples * K): which positions are computed and where each one lives."""
     S, T = ops.shape_list(X)[0], ops.shape_list(X)[1]
     t = tf.range(T, dtype=tf.int32)[None, :]  # [1, T]
     last = tf.reduce_max(tf.where(tf.not_equal(M, 0), t, -1), axis=1)  # [S], -1 if none
@@ -38,24 +39,32 @@ def pack_layout(X, M, *, clf_token, share_prefix=False):
     valid = t < n_len[:, None]  # [S, T]
     own = valid
     if share_prefix:
-        Xp = tf.reshape(X, [-1, 2, T, 2])  # [stories, endings, T, 2]
-        Vp = tf.reshape(valid, [-1, 2, T])
-        same = tf.reduce_all(tf.equal(Xp[:, 0], Xp[:, 1]), axis=-1)  # [stories, T]
-        n_shared = tf.reduce_sum(tf.math.cumprod(tf.cast(same, tf.int32), axis=1), axis=1)  # [stories]
-        dup = (t < n_shared[:, None]) & Vp[:, 0] & Vp[:, 1]  # ending 1's rows computed by ending 0
-        dup = tf.reshape(tf.stack([tf.zeros_like(dup), dup], axis=1), [S, T])
+        dup = _shared_with_first(X, valid, K, t)
         own = valid & ~dup
     own = tf.reshape(own, [-1])  # [S*T]
     rows = tf.cast(tf.where(own)[:, 0], tf.int32)  # [N]
     row_of = tf.cumsum(tf.cast(own, tf.int32)) - 1  # packed row of each owned position
     row_map = tf.where(own, row_of, 0)
     if share_prefix:
-        # a duplicated position (ending 1, t) reads ending 0's row at t: flat index - T
-        earlier = tf.gather(row_map, tf.maximum(tf.range(S * T) - T, 0))
+        # a duplicated position (sequence k of its example, t) reads sequence 0's row at t: flat index - k*T
+        k = tf.reshape(tf.tile(tf.range(K)[:, None], [S // K, T]), [-1])  # [S*T]
+        earlier = tf.gather(row_map, tf.maximum(tf.range(S * T) - k * T, 0))
         row_map = tf.where(tf.reshape(dup, [-1]), earlier, row_map)
     # S, T as tensors: Keras passes a layer argument through only if it is all tensors
     return PackLayout(rows, row_map, tf.reshape(valid, [-1]), tf.convert_to_tensor(S, tf.int32),
                       tf.convert_to_tensor(T, tf.int32))
+
+
+def _shared_with_first(X, valid, K, t):
+    """[S, T]: the positions of sequences 1..K-1 whose whole prefix up to them equals sequence 0's."""
+    S, T = ops.shape_list(X)[0], ops.shape_list(X)[1]
+    Xp = tf.reshape(X, [-1, K, T, 2])  # [examples, K, T, 2]
+    Vp = tf.reshape(valid, [-1, K, T])
+    same = tf.reduce_all(tf.equal(Xp, Xp[:, :1]), axis=-1)  # [examples, K, T]
+    n_shared = tf.reduce_sum(tf.math.cumprod(tf.cast(same, tf.int32), axis=2), axis=2)  # [examples, K]
+    first = tf.range(K)[None, :, None] == 0
+    dup = (t[None] < n_shared[..., None]) & Vp & Vp[:, :1] & ~first  # computed by sequence 0 instead
+    return tf.reshape(dup, [S, T])
 
 
 def pack(x, layout):

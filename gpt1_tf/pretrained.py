@@ -29,7 +29,22 @@ def expected_shapes(cfg):
     nx = cfg.n_embd
     layer = [(1, nx, 3 * nx), (3 * nx,), (1, nx, nx), (nx,), (nx,), (nx,),
              (1, nx, 4 * nx), (4 * nx,), (1, 4 * nx, nx), (nx,), (nx,), (nx,)]
-    return [(cfg.n_table, nx)] + layer * cfg.n_layer + [(nx, 1), (1,)]
+    return [(cfg.n_table, nx)] + layer * cfg.n_layer + [(nx, cfg.n_clf_out), (cfg.n_clf_out,)]
+
+
+def head_of(cfg):
+    """What a params file's classifier is: the task format and classes of the model that wrote it."""
+    return {"task_format": cfg.task_format, "n_classes": cfg.n_classes}
+
+
+def head_path(params_path):
+    """The file beside a `best_params.jl` that says whose head it holds (the .jl stays the original's list)."""
+    return os.path.splitext(params_path)[0] + ".head.json"
+
+
+def _describe(head):
+    n = head["n_classes"]
+    return f"{head['task_format']}" + (f" with {n} classes" if n else "")
 
 
 def get_params(model):
@@ -46,6 +61,10 @@ def check_params(arrays, cfg, source):
         raise DataError(source, f"expected {len(want)} arrays (n_layer {cfg.n_layer}), found {len(arrays)}")
     for i, (a, shape) in enumerate(zip(arrays, want)):
         found = getattr(a, "shape", None)
+        if i == len(want) - 2 and found is not None and len(found) == 2 and found[0] == shape[0] and found[1] != shape[1]:
+            raise DataError(source, f"its classifier clf/w has shape {tuple(found)}, this model's {_describe(head_of(cfg))} "
+                                    f"head has {tuple(shape)}: the heads differ (the params of another task?); "
+                                    "nothing loaded")
         if found is None or tuple(found) != tuple(shape):
             raise DataError(source, f"array {i} has shape {found}, expected {tuple(shape)}")
         if not np.issubdtype(np.asarray(a).dtype, np.floating):
@@ -61,8 +80,10 @@ def set_params(model, arrays, source="params"):
         p.assign(np.asarray(a, dtype=np.float32))
 
 
-def save_params(path, arrays):
-    """joblib dump of the list of arrays (the original `best_params.jl`), atomically."""
+def save_params(path, arrays, cfg=None):
+    """joblib dump of the list of arrays (the original `best_params.jl`), atomically; with `cfg`, its head beside it."""
+    if cfg is not None:
+        atomic_write(head_path(path), lambda f: f.write(json.dumps(head_of(cfg)).encode()))
     atomic_write(path, lambda f: joblib.dump([np.asarray(a) for a in arrays], f))
 
 
@@ -75,7 +96,22 @@ def load_params(path, cfg):
     except Exception as err:  # joblib/pickle raise many types on corrupt input
         raise DataError(path, f"not a readable joblib params file ({type(err).__name__}: {err})".splitlines()[0])
     check_params(arrays, cfg, path)
+    _check_head(path, cfg)
     return [np.asarray(a, dtype=np.float32) for a in arrays]
+
+
+def _check_head(path, cfg):
+    """Refuse a params file whose recorded head (`head_path`) is not this model's, even when the shapes agree."""
+    if not os.path.exists(head_path(path)):
+        return  # written by the original code or by hand: the shapes were all there is to check
+    try:
+        head = json.loads(read_text(head_path(path), "params head"))
+        head = {"task_format": head["task_format"], "n_classes": head["n_classes"]}
+    except (ValueError, KeyError, TypeError):
+        raise DataError(head_path(path), "not a head description ({\"task_format\": ..., \"n_classes\": ...})") from None
+    if head != head_of(cfg):
+        raise DataError(path, f"holds a {_describe(head)} head, this model's is {_describe(head_of(cfg))}: "
+                              "the heads differ (the params of another task?); nothing loaded")
 
 
 # --- the original shard format -------------------------------------------------------------------

@@ -379,6 +379,11 @@ def _generic_file(path, text_columns, choice_columns, label_column, labels, task
     return examples
 
 
+def generic_labels(path, label_column):
+    """The sorted distinct values of a generic file's label column (class id = position)."""
+    return sorted({str(r[label_column]) for _, r in _records(path) if r.get(label_column) is not None})
+
+
 def generic(paths, *, text_columns, label_column=None, task_format, labels=None, choice_columns=()):
     """Examples from CSV/TSV/JSONL files with named columns: {split: [Example]}.
 
@@ -393,8 +398,7 @@ def generic(paths, *, text_columns, label_column=None, task_format, labels=None,
     if not isinstance(paths, dict):
         paths = {os.path.splitext(os.path.basename(p))[0]: p for p in paths}
     if labels is None and label_column and task_format != "similarity":
-        first = next(iter(paths.values()))
-        labels = sorted({str(r[label_column]) for _, r in _records(first) if r.get(label_column) is not None})
+        labels = generic_labels(next(iter(paths.values())), label_column)
     labels = tuple(str(x) for x in labels or ())
     if label_column and not labels and task_format != "similarity":
         raise DataError(next(iter(paths.values())), f"no values in column {label_column!r} to take the labels "

@@ -105,8 +105,10 @@ class Trainer:
             self.optimizer.build(self.params)
         # untrimmed batches have a static length: Grappler then folds constants as in the original graph
         T = None if step_cfg.trim else model_cfg.n_ctx
-        x_spec, m_spec = tf.TensorSpec([None, 2, T, 2], tf.int32), tf.TensorSpec([None, 2, T], tf.float32)
-        y_spec = tf.TensorSpec([None], tf.int32)
+        # [examples, K sequences, T, 2]: K is the task's (1, 2, or the number of choices)
+        x_spec, m_spec = tf.TensorSpec([None, None, T, 2], tf.int32), tf.TensorSpec([None, None, T], tf.float32)
+        self.y_dtype = np.float32 if model_cfg.regression else np.int32
+        y_spec = tf.TensorSpec([None], tf.as_dtype(self.y_dtype))
         scalar, seed_spec = tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int64)
         xla = step_cfg.xla or None
         # under XLA each tower's loss and gradients compile on that tower's device (XLA cannot
@@ -200,10 +202,10 @@ class Trainer:
         return logits, clf_losses
 
     def eval_batch(self, X, M, Y=None):
-        """clf logits [B, 2] and (with Y) clf losses [B] of a batch, no dropout, no LM head."""
+        """clf logits [B, K or n_clf_out] and (with Y) clf losses [B] of a batch, no dropout, no LM head."""
         if self.step_cfg.trim:
             X, M = trim_to_longest(X, M, self.step_cfg.trim_multiple)
-        y = np.zeros(len(X), np.int32) if Y is None else Y
+        y = np.zeros(len(X), self.y_dtype) if Y is None else Y
         logits, losses = self._eval_fn(X, M, y)
         return logits.numpy(), (None if Y is None else losses.numpy())
 

@@ -85,7 +85,10 @@ def model_arrays(sequences, K, *, n_ctx, n_vocab, n_special=tokens.N_SPECIAL):
 #   entailment       K = 1: (premise, hypothesis)
 #   similarity       K = 2: (a, b) and (b, a): both orders, their `_classify_` states added by the head
 #   multiple_choice  K = number of choices: (context, choice_k); the context is the example's texts
-#                    joined in order. Story Cloze is this format with K = 2 (`transform_roc`).
+#                    joined in order (`choice_context`). Story Cloze is this format with K = 2 (`transform_roc`).
+# Truncation, one rule for every format (the original's n_ctx // 2 - 2 for two fields): each field
+# keeps its first max_field_len(n_ctx, fields) tokens, and `_classify_` is never cut. A multiple-choice
+# context keeps its last text (RACE's question) whole and cuts the earlier ones (the article).
 N_FIELDS = dict(zip(TASK_FORMATS, (1, 2, 2, 2)))  # text fields per sequence of each format
 
 
@@ -98,9 +101,9 @@ def max_field_len(n_ctx, n_fields):
     return n_ctx // n_fields - 2
 
 
-def example_fields(task_format, example):
-    """The fields (lists of token ids) of each of an encoded example's K sequences."""
-    texts = [list(t) for t in example.texts]
+def example_fields(task_format, example, max_len):
+    """The fields (lists of token ids) of each of an encoded example's K sequences, each cut to max_len."""
+    texts = [list(t)[:max_len] for t in example.texts]
     if task_format == "classification":
         return [(texts[0],)]
     if task_format == "entailment":
@@ -108,9 +111,21 @@ def example_fields(task_format, example):
     if task_format == "similarity":
         return [(texts[0], texts[1]), (texts[1], texts[0])]
     if task_format == "multiple_choice":
-        context = [i for t in texts for i in t]
-        return [(context, list(choice)) for choice in example.choices]
+        context = choice_context(example.texts, max_len)
+        return [(context, list(choice)[:max_len]) for choice in example.choices]
     raise ValueError(f"unknown task format {task_format!r}; one of {', '.join(N_FIELDS)}")
+
+
+def choice_context(texts, max_len):
+    """A multiple-choice example's context: its texts in order, at most max_len tokens.
+
+    The last text (RACE's question) keeps its first max_len tokens whole; the earlier ones (RACE's
+    article) fill the room left with their first tokens. With one text (Story Cloze) this is the
+    original's story[:max_len].
+    """
+    last = list(texts[-1])[:max_len]
+    room = max(max_len - len(last), 0)
+    return [i for t in texts[:-1] for i in t][:room] + last
 
 
 def sequence(fields, *, n_vocab, max_len):
@@ -144,14 +159,14 @@ def task_n_ctx(task_format, splits, n_ctx):
     """The context the encoded examples of all `splits` need after truncation, capped at `n_ctx`."""
     max_len = max_field_len(n_ctx, N_FIELDS[task_format])
     needed = max(sequence_len(fields, max_len)
-                 for split in splits for e in split for fields in example_fields(task_format, e))
+                 for split in splits for e in split for fields in example_fields(task_format, e, max_len))
     return min(needed, n_ctx)
 
 
 def transform_task(task_format, examples, *, n_ctx, n_vocab, max_len=None):
     """X int32 [N, K, n_ctx, 2] (token, position ids) and M float32 [N, K, n_ctx] of encoded examples."""
     max_len = max_field_len(n_ctx, N_FIELDS[task_format]) if max_len is None else max_len
-    sequences = [[sequence(f, n_vocab=n_vocab, max_len=max_len) for f in example_fields(task_format, e)]
+    sequences = [[sequence(f, n_vocab=n_vocab, max_len=max_len) for f in example_fields(task_format, e, max_len)]
                  for e in examples]
     K = {len(s) for s in sequences}
     if len(K) > 1:

@@ -360,7 +360,7 @@ class AnalysisTest(unittest.TestCase):
         with open(self.log, "w") as f:
             f.write(json.dumps({"desc": "run", "n_iter": 3}) + "\n")
             for va_acc in (70.5, 81.25, 80.0):
-                f.write(json.dumps({"n_epochs": 1, "n_updates": 2, "va_acc": va_acc}) + "\n")
+                f.write(json.dumps({"n_epochs": 1, "n_updates": 2, "va_cost": 0.5, "va_acc": va_acc}) + "\n")
 
     def tearDown(self):
         self.tmp.cleanup()
@@ -398,7 +398,8 @@ class AnalysisTest(unittest.TestCase):
 
     def test_bad_log(self):
         self.write_pred("index\tprediction\n0\t0\n1\t1\n2\t1\n3\t1\n")
-        for text, pattern in {'{"desc": "x"}\n': "no evaluation records", '{}\n{"va_acc": "x"}\n': ":2: evaluation record",
+        for text, pattern in {'{"desc": "x"}\n': "no evaluation records", '{}\n{"va_cost": "x"}\n': ":2: evaluation record",
+                              '{}\n{"va_cost": 0.5, "va_f1": 70.0}\n': "no 'va_acc' score",
                               '{}\nnot json\n': ":2: not a JSON object"}.items():
             with self.subTest(text=text):
                 with open(self.log, "w") as f:

@@ -146,7 +146,7 @@ class PiecesTest(tf.test.TestCase):
         seed = tf.constant([7, 9], tf.int64)
         clf_h = pooled_states(tf.reshape(h, [-1, 8, 16]), tf.reshape(X, [-1, 8, 2]), cfg.clf_token)
         self.assertAllEqual(tf.reshape(clf_h, [3, 2, 16]), pooled)  # the first _classify_ position
-        logits = model.clf.logits(clf_h, seed).numpy()
+        logits = model.clf.logits(clf_h, 2, seed).numpy()
         self.assertNotAllClose(logits, pooled.sum(-1) + model.clf.b.numpy())
         # the mask classify used: same site seed, noise shape [B, 1, n_embd]
         site = tf.random.experimental.stateless_fold_in(seed, 1)
