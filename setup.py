@@ -18,6 +18,7 @@ setup(
         "tensorboard",  # tf.summary scalars (a dependency of the tensorflow wheel itself)
         "numpy",
         "scikit-learn",
+        "scipy",  # Pearson and Spearman (STS-B); also a dependency of scikit-learn
         "joblib",
         "tqdm",
         "ftfy",

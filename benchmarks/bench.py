@@ -25,8 +25,9 @@ mode's and `speedup_vs_original_mode`. Modes:
 and transformers installed into a venv of their own, `benchmarks/bench_peer.py`; not project
 dependencies) and reports `speedup_vs_peer_hf`.
 
-Batches: `--batches FILE.npz` with X [S, B, 2, n_ctx, 2] int32, M [S, B, 2, n_ctx] float32, Y [S, B]
-int32 (cycled). Without it, `synthetic_batches` draws Story Cloze-like batches (see there).
+Batches: `--batches FILE.npz` with X [S, B, K, n_ctx, 2] int32, M [S, B, K, n_ctx] float32, Y [S, B]
+int32 (cycled). Without it, `synthetic_batches` draws Story Cloze-like batches (see there), or with
+`--task sst2` `synthetic_sst2_batches` single-sentence ones (K = 1, the classification head).
 """
 import argparse
 import importlib.util
@@ -80,6 +81,33 @@ def synthetic_batches(n_steps, n_batch, *, n_ctx=77, n_vocab=40478, seed=0):
     return X, M, Y
 
 
+SST2_N_CTX = 66  # [_start_] + the longest SST-2 sentence + [_classify_]: assumed, see synthetic_sst2_batches
+
+
+def synthetic_sst2_batches(n_steps, n_batch, *, n_ctx=SST2_N_CTX, n_vocab=40478, seed=0):
+    """SST-2-like batches for the classification format: [_start_] sentence [_classify_], K = 1.
+
+    GLUE's SST-2 train sentences are short phrases: lengths drawn as round(exp(N(2.3, 0.7))) BPE
+    tokens (median 10, mean ~13), clipped to [1, n_ctx - 2]. An assumption about the real data (not on
+    this machine), not a measurement. Labels 0/1.
+    """
+    rng = np.random.RandomState(seed)
+    X = np.zeros((n_steps, n_batch, 1, n_ctx, 2), np.int32)
+    M = np.zeros((n_steps, n_batch, 1, n_ctx), np.float32)
+    for s in range(n_steps):
+        for b in range(n_batch):
+            n_text = int(np.clip(round(np.exp(rng.normal(2.3, 0.7))), 1, n_ctx - 2))
+            x = [tokens.start_id(n_vocab)] + list(rng.randint(0, n_vocab, n_text)) + [tokens.clf_id(n_vocab)]
+            X[s, b, 0, :len(x), 0] = x
+            M[s, b, 0, :len(x)] = 1
+    X[..., 1] = np.arange(tokens.position_id(n_vocab, 0), tokens.position_id(n_vocab, n_ctx))
+    Y = rng.randint(0, 2, (n_steps, n_batch)).astype(np.int32)
+    return X, M, Y
+
+
+TASKS = {"rocstories": ("multiple_choice", 0), "sst2": ("classification", 2)}  # the head: format, classes
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="python benchmarks/bench.py", description=__doc__.split("\n")[0])
     p.add_argument("--batches", help="npz with X [S,B,2,n_ctx,2], M [S,B,2,n_ctx], Y [S,B]; else synthetic")
@@ -91,6 +119,8 @@ def build_parser():
                    help="stories per eval forward (default: the global training batch; train.py evaluates and "
                         "predicts n_batch * n_gpu stories at a time, 32 by default), cut from the batches in order")
     p.add_argument("--mode", choices=("both", "optimized", "original"), default="both")
+    p.add_argument("--task", choices=tuple(TASKS), default="rocstories",
+                   help="the synthetic batches and the head: Story Cloze (2 endings) or SST-2 (one sentence)")
     p.add_argument("--n_layer", type=int, default=12)
     p.add_argument("--n_embd", type=int, default=768)
     p.add_argument("--n_head", type=int, default=12)
@@ -122,11 +152,13 @@ def load_batches(args):
     if args.batches:
         d = np.load(args.batches)
         X, M, Y = d["X"].astype(np.int32), d["M"].astype(np.float32), d["Y"].astype(np.int32)
-        assert X.ndim == 5 and X.shape[2] == 2 and X.shape[4] == 2, f"X must be [S, B, 2, n_ctx, 2], got {X.shape}"
+        assert X.ndim == 5 and X.shape[4] == 2, f"X must be [S, B, K, n_ctx, 2], got {X.shape}"
         assert M.shape == X.shape[:4] and Y.shape == X.shape[:2], f"M {M.shape} / Y {Y.shape} do not match X {X.shape}"
         return X, M, Y
-    n_global = args.n_batch * args.n_gpu
-    return synthetic_batches(max(args.steps + args.warmup, 4), n_global, n_ctx=args.n_ctx, n_vocab=args.n_vocab)
+    n_global, n_steps = args.n_batch * args.n_gpu, max(args.steps + args.warmup, 4)
+    if args.task == "sst2":
+        return synthetic_sst2_batches(n_steps, n_global, n_vocab=args.n_vocab)
+    return synthetic_batches(n_steps, n_global, n_ctx=args.n_ctx, n_vocab=args.n_vocab)
 
 
 def eval_batches(X, M, Y, n):
@@ -160,7 +192,8 @@ def run_mode(args, mode):
     model_cfg = ModelConfig(n_vocab=args.n_vocab, n_ctx=n_ctx, n_embd=args.n_embd, n_head=args.n_head,
                             n_layer=args.n_layer, embd_pdrop=args.pdrop, attn_pdrop=args.pdrop,
                             resid_pdrop=args.pdrop, clf_pdrop=args.pdrop,
-                            compute_dtype=(mode != "original" and args.mixed_precision) or "float32")
+                            compute_dtype=(mode != "original" and args.mixed_precision) or "float32",
+                            task_format=TASKS[args.task][0], n_classes=TASKS[args.task][1])
     opt_cfg = OptConfig(t_total=10_000)
     original = mode == "original"
     if original:  # the original's computation, with its float sums in our order (not exact=True)
@@ -247,9 +280,10 @@ def main(argv=None):
     if args.write_batches:
         np.savez(args.write_batches, X=X, M=M, Y=Y)
     info = {
+        "task": args.task,
         "model": {"n_layer": args.n_layer, "n_embd": args.n_embd, "n_head": args.n_head, "n_ctx": int(X.shape[3]),
                   "n_vocab": args.n_vocab, "stories_per_update": int(X.shape[1]), "n_gpu": args.n_gpu},
-        "batches": args.batches or "synthetic (benchmarks/bench.py synthetic_batches)",
+        "batches": args.batches or f"synthetic (benchmarks/bench.py {'synthetic_sst2_batches' if args.task == 'sst2' else 'synthetic_batches'})",
         "mean_seq_len": round(float(M.sum(-1).mean()), 2),
         "steps": args.steps, "warmup": args.warmup, "cpus": os.cpu_count(),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
@@ -290,7 +324,8 @@ def main(argv=None):
         import tensorflow as tf
     res["tf_version"] = tf.__version__
     res["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    full = (args.n_layer, args.n_embd, args.n_head, int(X.shape[3]), args.n_vocab, int(X.shape[1])) == (12, 768, 12, 77, 40478, 8)
+    full = (args.task, args.n_layer, args.n_embd, args.n_head, int(X.shape[3]), args.n_vocab, int(X.shape[1])) == (
+        "rocstories", 12, 768, 12, 77, 40478, 8)
     if full:
         res["speedup_vs_tf1_reference"] = round(TF1_REFERENCE_TRAIN_STEP_S / res["train_step_s"], 3)
         res["tf1_reference_note"] = (f"constant (BENCHMARKS.md): original TF1 code {TF1_REFERENCE_TRAIN_STEP_S} s/step, "

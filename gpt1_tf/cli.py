@@ -60,7 +60,8 @@ def build_parser():
     p.add_argument("--model_dir", type=str, default="model/", help="where params_*.npy and params_shapes.json are")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--save_every", type=int, default=1000, help="checkpoint every this many updates (and every epoch)")
-    p.add_argument("--n_valid", type=int, default=374, help="validation stories split off the val file")
+    p.add_argument("--n_valid", type=int, default=374,
+                   help="validation examples split off: ROCStories' val file, or a generic train file without a dev file")
     p.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism on GPUs too (always on for CPU runs)")
     p.add_argument("--nan_policy", choices=NAN_POLICIES, default="stop",
                    help="on a non-finite loss or gradient: stop (exit 1) or skip that update")

@@ -228,3 +228,24 @@ def assert_outputs_ignore(test, name, params, free):
     test.assertAllEqual(np.argmax(logits, 1), np.argmax(logits2, 1))
     if meta["opt"]["lm_coef"] > 0:
         test.assertAllClose(lm, lm2, atol=FWD_TOL, rtol=0, msg=f"{name}: lm losses")
+
+
+# --- forward passes with gradients (the speed-lever tests) -------------------------------------------
+def randomised(model, seed=0):
+    """The model with parameters larger than the 0.02 init, so that differences would show."""
+    rng = np.random.RandomState(seed)
+    for p in model.params_in_order():
+        p.assign(rng.normal(0, 0.3 if len(p.shape) > 1 else 0.1, p.shape).astype(np.float32))
+    return model
+
+
+def forward_and_grads(model, X, M, Y, *, training, seed=None, **options):
+    """clf logits, clf losses, lm losses and the gradient of every parameter of a mixed loss."""
+    import tensorflow as tf
+    with tf.GradientTape() as tape:
+        logits, clf, lm = model(X, M, Y, training=training, seed=seed, **options)
+        # weight every loss differently, so that a mix-up between examples would show in the grads
+        w = tf.range(1, tf.size(lm) + 1, dtype=tf.float32)
+        loss = tf.reduce_sum(clf * w[: tf.size(clf)]) + tf.reduce_sum(lm * w) * 0.3
+    grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.params_in_order())]
+    return [logits, clf, lm] + grads

@@ -10,7 +10,7 @@ gradients of every parameter (abs 1e-5), on padded batches of unequal lengths, w
 import numpy as np
 import tensorflow as tf
 
-from helpers import N_CTX, N_VOCAB, story_batch
+from helpers import N_CTX, N_VOCAB, forward_and_grads, randomised, story_batch
 from gpt1_tf import packing
 from gpt1_tf.config import ModelConfig, OptConfig, StepConfig
 from gpt1_tf.model import TransformerModel
@@ -34,22 +34,7 @@ def odd_batch(rng):
 
 
 def make_model(pdrop, seed=0):
-    model = TransformerModel(config(pdrop))
-    rng = np.random.RandomState(seed)
-    for p in model.params_in_order():  # larger than the 0.02 init, so that differences would show
-        p.assign(rng.normal(0, 0.3 if len(p.shape) > 1 else 0.1, p.shape).astype(np.float32))
-    return model
-
-
-def forward_and_grads(model, X, M, Y, *, training, seed=None, **options):
-    """clf logits, clf losses, lm losses and the gradient of every parameter of a mixed loss."""
-    with tf.GradientTape() as tape:
-        logits, clf, lm = model(X, M, Y, training=training, seed=seed, **options)
-        # weight every loss differently, so that a mix-up between examples would show in the grads
-        w = tf.range(1, tf.size(lm) + 1, dtype=tf.float32)
-        loss = tf.reduce_sum(clf * w[: tf.size(clf)]) + tf.reduce_sum(lm * w) * 0.3
-    grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.params_in_order())]
-    return [logits, clf, lm] + grads
+    return randomised(TransformerModel(config(pdrop)), seed)
 
 
 REFERENCE = dict(lm_head="full", packed=False)
