@@ -267,7 +267,12 @@ def time_peer(args, X, M, Y):
     ensure_peer_venv(venv, quiet=False)
     with tempfile.TemporaryDirectory() as tmp:
         path = args.batches or os.path.join(tmp, "batches.npz")
-        if not args.batches:
+        if X.shape[2] == 1:
+            # one sequence per example: HF's double-heads model with one choice (label 0); the same
+            # body and LM-head work, a 1-output classifier instead of a 2-class one (negligible)
+            path = os.path.join(tmp, "batches.npz")
+            np.savez(path, X=X, M=M, Y=np.zeros_like(Y))
+        elif not args.batches:
             np.savez(path, X=X, M=M, Y=Y)
         return run_peer(path, steps=args.steps, warmup=args.warmup, n_layer=args.n_layer, n_embd=args.n_embd,
                         n_head=args.n_head, n_vocab=args.n_vocab, pdrop=args.pdrop, lm_coef=args.lm_coef,

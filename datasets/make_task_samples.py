@@ -14,12 +14,15 @@ layout, for a quick from-scratch run and for the readers' tests (`gpt1_tf.task_d
 
 Every text is a template filled with words drawn by a seeded generator. The signal is lexical, so
 that a tiny transformer trained from scratch can learn it: cue words (sentiment, topic), the overlap
-of the two sentences (SNLI, STS-B), the answer's word in the article (RACE). It is weak on purpose,
-so that no model gets everything right: cue words come with filler and, in some texts, with the
-other class's cues ("dull , but ... brilliant"); some RACE distractors occur in the article too; and
-about 12% of the labels disagree with the text (a noisy annotator; RACE's answers are exact), which
-caps dev accuracy near 88%; a bag of words gets 73-82% (tests/test_samples.py). Labels are balanced
-within each split; test files carry labels where the publisher's do (SNLI, RACE), not in GLUE's.
+of the two sentences (SNLI), the synonyms that a second caption of the same action uses (STS-B),
+values that only articles use or only distractors (RACE, the other way round in its NOT questions).
+It is weak on purpose, so that no model gets everything right: cue words come with filler and, in some
+texts, with the other class's cues ("dull , but ... brilliant"); STS-B's scores also follow the topic
+and the object, which need the two sentences compared; some RACE distractors occur in the article too;
+and about 12% of the labels disagree with the text (a noisy annotator; RACE's answers are exact,
+STS-B's scores have some noise), which caps dev accuracy near 88%; a bag of words gets 73-82%
+(tests/test_samples.py). Labels are balanced within each split; test files carry labels where the
+publisher's do (SNLI, RACE), not in GLUE's.
 
     python datasets/make_task_samples.py [out_dir]
 
@@ -270,64 +273,97 @@ def make_snli(out_dir):
         write_lines(os.path.join(out_dir, "snli_sample", f"snli_1.0_{split}.jsonl"), lines)
 
 
-# --- STS-B: two captions of the same scene or of different ones; the score follows their overlap ---
+# --- STS-B: captions of one scene, of two scenes of a topic or of two topics; the score follows -----
+# The second caption is another annotator's: it mostly calls the same person by the synonym ("A guy")
+# and words the same action with the synonym verb ("is slicing"), which captions of other actions never
+# use: a lexical cue to high scores that a small model picks up; the rest of the score (same topic or
+# not, same object or not) asks it to compare the two sentences.
 
-STS_PEOPLE = (("A man", "A guy"), ("A woman", "A lady"), ("A boy", "A kid"), ("A girl", "A young girl"),
-              ("A chef", "A cook"), ("An old man", "An elderly man"), ("A student", "A young student"),
-              ("A police officer", "A policeman"))
-STS_ACTIONS = (  # (verb, a verb meaning about the same, objects)
-    ("is cutting", "is slicing", ("an onion", "a tomato", "a potato", "some bread")),
-    ("is playing", "is strumming", ("a guitar", "a banjo", "a ukulele")),
-    ("is riding", "is sitting on", ("a horse", "a bike", "a motorcycle")),
-    ("is reading", "is looking at", ("a book", "a newspaper", "a letter", "a map")),
-    ("is eating", "is having", ("an apple", "a sandwich", "some soup", "a banana")),
-    ("is throwing", "is tossing", ("a ball", "a stick", "a frisbee")),
-    ("is washing", "is cleaning", ("a car", "a window", "the dishes", "a floor")),
-    ("is climbing", "is going up", ("a tree", "a wall", "a ladder", "a hill")),
+STS_PEOPLE = (("A man", "A guy"), ("A woman", "A lady"))  # people of any topic's captions
+STS_TOPICS = (  # (the topic's own people, its actions: (verb, a verb meaning about the same, objects), places)
+    ((("A chef", "A cook"),),
+     (("is cutting", "is slicing", ("an onion", "a tomato", "a potato", "a carrot")),
+      ("is frying", "is cooking", ("an egg", "some meat", "a fish")),
+      ("is stirring", "is mixing", ("the soup", "a sauce", "the batter"))),
+     (" in a kitchen", " at the stove")),
+    ((("A musician", "A performer"),),
+     (("is playing", "is strumming", ("a guitar", "a banjo", "a ukulele")),
+      ("is singing", "is performing", ("a song", "a ballad", "a hymn")),
+      ("is beating", "is hitting", ("a drum", "a tambourine", "a cymbal"))),
+     (" on a stage", " in a studio")),
+    ((("A player", "An athlete"), ("A boy", "A kid")),
+     (("is throwing", "is tossing", ("a ball", "a frisbee", "a javelin")),
+      ("is kicking", "is striking", ("a football", "a soccer ball", "a rugby ball")),
+      ("is jumping over", "is leaping over", ("a hurdle", "a bar", "a net"))),
+     (" on a field", " in a stadium")),
+    ((("A farmer", "A rancher"), ("A girl", "A young girl")),
+     (("is riding", "is sitting on", ("a horse", "a pony", "a camel")),
+      ("is feeding", "is giving food to", ("a goat", "a cow", "some chickens")),
+      ("is petting", "is stroking", ("a dog", "a cat", "a rabbit"))),
+     (" on a farm", " in a barn")),
+    ((("A police officer", "A policeman"), ("A driver", "A motorist")),
+     (("is driving", "is steering", ("a car", "a truck", "a bus")),
+      ("is crossing", "is walking across", ("a street", "a road", "a bridge")),
+      ("is parking", "is stopping", ("a van", "a taxi", "a scooter"))),
+     (" in the city", " downtown")),
+    ((("A janitor", "A cleaner"),),
+     (("is washing", "is cleaning", ("a window", "a floor", "the dishes")),
+      ("is sweeping", "is brushing", ("a porch", "the stairs", "a yard")),
+      ("is folding", "is putting away", ("a shirt", "a towel", "a blanket"))),
+     (" at home", " in a hallway")),
 )
-STS_PLACES = (" in a park", " outside", " in the morning", " again", " at night", " slowly")
+STS_OTHER_TOPIC = 0.4  # share of pairs whose captions come from two topics (score 0 to 1)
+STS_OTHER_ACTION = 0.35  # of the other pairs: share with another action of the topic (score 1 to 2) ...
+STS_OTHER_THING = 0.3  # ... and share with the same action on another object (score 2.5 to 4)
+STS_SAME_PERSON = 0.7  # share of second captions about the same person
+STS_SYNONYM = 0.8  # share of a rewording's same person or action that it words with the synonym
 STS_SOURCES = (("main-captions", "MSRvid", "2012test"), ("main-captions", "MSRvid", "2012train"),
                ("main-captions", "images", "2014"), ("main-captions", "images", "2015"))
 STS_HEADER = ("index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2")
 
 
-def sts_subjects(rng):
-    """(subject 1, subject 2, how alike: 1 same, 0.9 a synonym, 0 another person)."""
-    person, form = rng.choice(STS_PEOPLE), rng.randrange(2)
+def sts_subject(rng, people, person):
+    """(the second caption's subject, how alike: 1 the same, 0.9 its synonym, 0 another of `people`)."""
     r = rng.random()
-    if r < 0.4:
-        return person[form], person[form], 1.0
-    if r < 0.7:
-        return person[form], person[1 - form], 0.9
-    return person[form], rng.choice([p for p in STS_PEOPLE if p != person])[rng.randrange(2)], 0.0
-
-
-def sts_predicates(rng):
-    """(predicate 1, predicate 2, verb alike, object alike): same/synonym/other verb, same/other object."""
-    action = rng.choice(STS_ACTIONS)
-    verb, thing = rng.randrange(2), rng.choice(action[2])
-    r = rng.random()
-    if r < 0.3:
-        verb2, verb_alike = action[verb], 1.0
-    elif r < 0.55:
-        verb2, verb_alike = action[1 - verb], 0.9
-    else:
-        other = rng.choice([x for x in STS_ACTIONS if x != action])
-        return f"{action[verb]} {thing}", f"{other[0]} {rng.choice(other[2])}", 0.0, 0.0
-    if rng.random() < 0.6:
-        return f"{action[verb]} {thing}", f"{verb2} {thing}", verb_alike, 1.0
-    thing2 = rng.choice([t for t in action[2] if t != thing])
-    return f"{action[verb]} {thing}", f"{verb2} {thing2}", verb_alike, 0.2
+    if person in people and r < STS_SAME_PERSON:
+        return (person[1], 0.9) if rng.random() < STS_SYNONYM else (person[0], 1.0)
+    return rng.choice([p for p in people if p != person])[0], 0.0
 
 
 def sts_pair(rng):
-    """(sentence 1, sentence 2, score 0-5 in steps of 0.2): the parts' likeness, weighted, plus noise."""
-    subject1, subject2, s = sts_subjects(rng)
-    predicate1, predicate2, v, o = sts_predicates(rng)
-    place1 = rng.choice(STS_PLACES) if rng.random() < 0.3 else ""
-    place2 = place1 if rng.random() < 0.5 else rng.choice(STS_PLACES) if rng.random() < 0.3 else ""
-    score = min(5.0, max(0.0, 5 * (0.2 * s + 0.35 * v + 0.45 * o) + rng.gauss(0, 0.45)))
-    return f"{subject1} {predicate1}{place1}.", f"{subject2} {predicate2}{place2}.", round(score * 5) / 5
+    """(sentence 1, sentence 2, score 0-5 in steps of 0.2): the likeness of topic, person, verb and object,
+    weighted, plus noise. The first caption uses the plain words, the second mostly the synonyms for the
+    same person or action."""
+    topic = rng.choice(STS_TOPICS)
+    person = rng.choice(topic[0] + STS_PEOPLE)
+    action = rng.choice(topic[1])
+    thing = rng.choice(action[2])
+    place = rng.choice(topic[2]) if rng.random() < 0.3 else ""
+    sentence1 = f"{person[0]} {action[0]} {thing}{place}."
+    if rng.random() < STS_OTHER_TOPIC:  # a caption of another topic, maybe of the same man or woman
+        topic2 = rng.choice([t for t in STS_TOPICS if t != topic])
+        subject2, s = sts_subject(rng, topic2[0] + STS_PEOPLE, person)
+        action2 = rng.choice(topic2[1])
+        place2 = rng.choice(topic2[2]) if rng.random() < 0.3 else ""
+        sentence2 = f"{subject2} {action2[0]} {rng.choice(action2[2])}{place2}."
+        t, v, o = 0.0, 0.0, 0.0
+    else:
+        subject2, s = sts_subject(rng, topic[0] + STS_PEOPLE, person)
+        r = rng.random()
+        if r < STS_OTHER_ACTION:  # another action of the topic
+            action2 = rng.choice([x for x in topic[1] if x != action])
+            verb2, thing2, v, o = action2[0], rng.choice(action2[2]), 0.0, 0.0
+        else:
+            verb2, v = (action[1], 0.9) if rng.random() < STS_SYNONYM else (action[0], 1.0)
+            if r < STS_OTHER_ACTION + STS_OTHER_THING:
+                thing2, o = rng.choice([x for x in action[2] if x != thing]), 0.2
+            else:
+                thing2, o = thing, 1.0
+        place2 = place if rng.random() < 0.5 else rng.choice(topic[2]) if rng.random() < 0.3 else ""
+        sentence2 = f"{subject2} {verb2} {thing2}{place2}."
+        t = 1.0
+    score = min(5.0, max(0.0, 5 * (0.25 * t + 0.15 * s + 0.25 * v + 0.35 * o) + rng.gauss(0, 0.4)))
+    return sentence1, sentence2, round(score * 5) / 5
 
 
 def sts_rows(rng, n, with_score):
@@ -348,38 +384,51 @@ def make_stsb(out_dir):
         write_tsv(os.path.join(out_dir, "stsb_sample", f"{split}.tsv"), header, sts_rows(rng, n, split != "test"))
 
 
-# --- RACE: a short article about a person, two or three questions about its facts -----------------
+# --- RACE: a short article about a person, two or three questions about it -------------------------
+# A fact question's answer is the value its fact sentence uses; its distractors are values that no
+# article uses, but for a trap, another value of the fact that the article mentions too ("Her father
+# was a doctor"). A NOT question (a common kind in RACE) offers three values the article mentions and
+# one it does not, mostly one that no article uses. So an option's word alone points to the answer of
+# a fact question and away from it in a NOT question: a small model trained from scratch first learns
+# the words (about 40% right), then, after a few epochs, to turn them round for NOT questions; traps, and
+# NOT answers that other articles use, need the article itself.
 
 RACE_PEOPLE = (("Tom", "he", "his"), ("Lucy", "she", "her"), ("Peter", "he", "his"), ("Mary", "she", "her"),
                ("Jack", "he", "his"), ("Emma", "she", "her"), ("Sam", "he", "his"), ("Kate", "she", "her"),
                ("David", "he", "his"), ("Linda", "she", "her"), ("Mike", "he", "his"), ("Alice", "she", "her"))
-RACE_FACTS = (  # (values, fact, trap: another value in the article, question, cloze question)
-    (("teacher", "doctor", "farmer", "baker", "driver", "nurse", "painter", "cook", "pilot", "writer"),
+RACE_FACTS = (  # (values that articles use, values that only distractors use, fact, trap: another value the
+    #             article mentions, question, cloze question)
+    (("teacher", "doctor", "farmer", "baker", "driver", "nurse"),
+     ("pilot", "writer", "dentist", "lawyer", "waiter", "plumber", "painter", "singer"),
      "{N} works as a {x} in a small town.", "{H} father was a {x} for many years.",
      "What does {N} do?", "{N} works as a _ in a small town."),
-    (("dog", "cat", "rabbit", "parrot", "horse", "goat", "duck"),
+    (("dog", "cat", "rabbit", "parrot", "horse"), ("goat", "duck", "hamster", "turtle", "pig", "sheep", "mouse"),
      "{P} has a {x} that sleeps by the door.", "{H} neighbour keeps a {x} in the yard.",
      "What animal does {N} have?", "{N} has a _ that sleeps by the door."),
-    (("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+    (("Monday", "Wednesday", "Friday", "Sunday"), ("Tuesday", "Thursday", "Saturday"),
      "Every {x} {p} goes to the market with {h} friends.", "The market is closed on {x}.",
      "When does {N} go to the market?", "{N} goes to the market every _ ."),
-    (("London", "Paris", "Rome", "Tokyo", "Cairo", "Sydney", "Berlin", "Madrid", "Lima", "Oslo"),
+    (("London", "Paris", "Rome", "Tokyo", "Cairo"), ("Sydney", "Berlin", "Madrid", "Lima", "Oslo", "Vienna", "Dublin"),
      "Last summer {p} visited {x} with {h} family.", "Next year {p} hopes to see {x}.",
      "Where did {N} go last summer?", "Last summer {N} visited _ with {h} family."),
-    (("soup", "noodles", "rice", "pizza", "fish", "cake", "salad", "apples", "bread"),
-     "{H} favorite food is {x}.", "{P} does not like {x} at all.",
+    (("soup", "noodles", "rice", "pizza", "fish"), ("cake", "salad", "apples", "bread", "cheese", "eggs", "beans"),
+     "{H} favorite food is {x}.", "{H} brother never eats {x}.",
      "What is {N}'s favorite food?", "{N} likes _ best."),
-    (("swimming", "dancing", "singing", "painting", "cycling", "fishing", "running", "skating"),
+    (("swimming", "dancing", "singing", "painting"), ("cycling", "fishing", "running", "skating", "cooking", "hiking"),
      "In {h} free time {p} enjoys {x}.", "{H} sister is good at {x}.",
      "What does {N} enjoy in {h} free time?", "In {h} free time {N} enjoys _ ."),
-    (("red", "blue", "green", "yellow", "white", "brown", "pink"),
+    (("red", "blue", "green", "yellow"), ("white", "brown", "pink", "black", "orange", "purple", "gray"),
      "{H} house has a {x} door.", "The house next door is {x}.",
      "What color is the door of {N}'s house?", "The door of {N}'s house is _ ."),
 )
 RACE_OPENINGS = ("{N} lives with {h} parents and a little brother.", "Everyone in the town knows {N}.",
                  "{N} is a kind and busy person.", "This is a story about {N}.", "{N} gets up early every day.")
+RACE_NOT_QUESTIONS = ("Which of the following is NOT mentioned in the passage?",
+                      "Which of the following does the passage NOT mention?")
 RACE_ARTICLES = types.MappingProxyType({"train": 60, "dev": 20, "test": 20})  # per group: ~150, 50, 50 questions
-RACE_TRAP = 0.35  # share of questions with a distractor that the article mentions too
+RACE_NOT = 0.38  # share of questions asking which option the article does NOT mention
+RACE_TRAP = 0.35  # share of the other questions with a distractor that the article mentions too
+RACE_NOT_SEEN = 0.25  # share of NOT questions whose answer is a value that other articles use
 
 
 def race_fill(template, person, x=""):
@@ -389,29 +438,49 @@ def race_fill(template, person, x=""):
 
 
 def race_question(rng, person, fact, answer, trap, position):
-    """(question, 4 options with the answer at `position`): distractors from the fact's values."""
-    values, _, _, question, cloze = fact
-    others = [v for v in values if v not in (answer, trap)]
-    options = ([trap] if trap else []) + rng.sample(others, 3 - bool(trap))
+    """(question, 4 options with the answer at `position`): the trap, if any, and values no article uses."""
+    _, unused, _, _, question, cloze = fact
+    options = ([trap] if trap else []) + rng.sample(unused, 3 - bool(trap))
     rng.shuffle(options)
     options.insert(position, answer)
     return race_fill(cloze if rng.random() < 0.3 else question, person), options
 
 
+def race_not_question(rng, mentioned, position):
+    """(question, 4 options with the answer at `position`): three values the article mentions, one it does not."""
+    if rng.random() < RACE_NOT_SEEN:  # a value that other articles use
+        answer = rng.choice([v for fact in RACE_FACTS for v in fact[0] if v not in mentioned])
+    else:
+        answer = rng.choice([v for fact in RACE_FACTS for v in fact[1]])
+    options = rng.sample(mentioned, 3)
+    options.insert(position, answer)
+    return rng.choice(RACE_NOT_QUESTIONS), options
+
+
 def race_article(rng, positions):
-    """One RACE object: an article of 4 facts (and traps), 2 or 3 questions about its facts."""
-    person, facts, n_questions = rng.choice(RACE_PEOPLE), rng.sample(RACE_FACTS, 4), rng.choice((2, 3))
-    sentences, questions, options, answers = [], [], [], []
+    """One RACE object: an article of 3 facts (and traps), 2 or 3 questions, each about a fact or NOT."""
+    person, facts, n_questions = rng.choice(RACE_PEOPLE), rng.sample(RACE_FACTS, 3), rng.choice((2, 3))
+    kinds = ["not" if rng.random() < RACE_NOT else "fact" for _ in range(n_questions)]
+    sentences, mentioned, asked = [], [], []
     for k, fact in enumerate(facts):
         answer = rng.choice(fact[0])
-        sentences.append(race_fill(fact[1], person, answer))
+        sentences.append(race_fill(fact[2], person, answer))
+        mentioned.append(answer)
         if k >= n_questions:
             continue
-        trap = rng.choice([v for v in fact[0] if v != answer]) if rng.random() < RACE_TRAP else None
-        if trap:
-            sentences.append(race_fill(fact[2], person, trap))
+        trap = None
+        if kinds[k] == "fact" and rng.random() < RACE_TRAP:
+            trap = rng.choice([v for v in fact[0] if v != answer])
+            sentences.append(race_fill(fact[3], person, trap))
+            mentioned.append(trap)
+        asked.append((kinds[k], fact, answer, trap))
+    questions, options, answers = [], [], []
+    for kind, fact, answer, trap in asked:  # after the loop: a NOT question's options may come from any fact
         position = next(positions)
-        question, choices = race_question(rng, person, fact, answer, trap, position)
+        if kind == "not":
+            question, choices = race_not_question(rng, mentioned, position)
+        else:
+            question, choices = race_question(rng, person, fact, answer, trap, position)
         questions.append(question)
         options.append(choices)
         answers.append("ABCD"[position])
