@@ -96,6 +96,52 @@ class TaskRunTest(tf.test.TestCase):
         self.check_outputs(root, "generic", ["tr_acc", "va_acc"], "generic.tsv", "(food|sports|weather)")
 
 
+class MnliAndCarveOutTest(tf.test.TestCase):
+
+    def test_mnli_evaluates_both_dev_sets_and_writes_both_submissions(self):
+        root = tempfile.mkdtemp()
+        data = os.path.join(root, "data", "MNLI")
+        os.makedirs(data)
+        rows = [("a man sleeps", "a man is asleep", "entailment"), ("a dog runs", "a cat sits", "neutral"),
+                ("it rains", "it is dry", "contradiction")]
+        head = "index\tpromptID\tpairID\tgenre\tsentence1\tsentence2"
+        for split, n in (("train", 24), ("dev_matched", 6), ("dev_mismatched", 9), ("test_matched", 4),
+                         ("test_mismatched", 5)):
+            lines = [head + ("" if split.startswith("test") else "\tlabel1\tgold_label")]
+            for i in range(n):
+                a, b, label = rows[i % 3]
+                lines.append(f"{i}\t{i}\t{i}n\tfiction\t{a}\t{b}" + ("" if split.startswith("test") else
+                                                                        f"\t{label}\t{label}"))
+            with open(os.path.join(data, f"{split}.tsv"), "w", encoding="utf-8") as f:
+                f.write("\n".join(lines) + "\n")
+        code, lines = run_main_in(root, ["--dataset", "mnli", "--data_dir", os.path.dirname(data), *TINY,
+                                         "--n_batch", "8", "--submit", "--analysis"])
+        self.assertEqual(code, 0, lines)
+        record = log_without_time(root, "mnli")[-1]
+        self.assertIn("dev_mismatched_acc", record)
+        self.assertIn("dev_mismatched_cost", record)
+        for name, n in (("MNLI-m.tsv", 4), ("MNLI-mm.tsv", 5)):
+            with open(os.path.join(root, "submission", name)) as f:
+                self.assertLen(f.read().splitlines(), 1 + n)
+
+    def test_generic_without_a_dev_file_splits_n_valid_off_train(self):
+        root = tempfile.mkdtemp()
+        data = copy_sample(root, "generic_sample")
+        os.remove(os.path.join(data, "dev.csv"))
+        code, lines = run_main_in(root, ["--dataset", "generic", "--data_dir", data, *TINY, "--n_valid", "30",
+                                         "--task_format", "classification", "--text_columns", "text"])
+        self.assertEqual(code, 0, lines)
+        header = log_without_time(root, "generic")[0]
+        self.assertEqual(header["n_valid"], 30)
+        from gpt1_tf import task_inputs
+        examples = [object() for _ in range(100)]
+        train, valid = task_inputs.carve_out(examples, 30, "train.csv")
+        self.assertEqual((len(train), len(valid)), (70, 30))
+        self.assertEqual(sorted(map(id, train + valid)), sorted(map(id, examples)))
+        with self.assertRaisesRegex(DataError, "needs at least 32"):
+            task_inputs.carve_out(examples[:31], 30, "train.csv")
+
+
 class ResumeTest(tf.test.TestCase):
 
     def test_a_stopped_and_resumed_task_run_ends_as_the_uninterrupted_one(self):
