@@ -3,11 +3,13 @@
 Each reader takes the folder the publisher's archive unpacks to (or the folder above it) and returns
 {split: [Example, ...]} in file order. Malformed input is a one-line `DataError("path:line: problem")`,
 except in train files, where rows with the wrong number of fields (or an empty text) are counted,
-skipped and reported in one stderr warning line per file. No TensorFlow here.
+skipped and reported in one stderr warning line per file. SNLI's examples without a gold label
+(`-`) are skipped and counted in every split, as the dataset's authors prescribe. No TensorFlow here.
 """
 
 import dataclasses
 import json
+import math
 import os
 import sys
 import types
@@ -29,7 +31,8 @@ RACE_GROUPS = ("middle", "high")
 @dataclasses.dataclass(frozen=True)
 class Example:
     """One example as its file gives it."""
-    texts: tuple          # classification: (text,); entailment / similarity: (a, b); multiple choice: (context,)
+    texts: tuple          # classification: (text,); entailment / similarity: (a, b); multiple choice: the
+                          # context's texts in reading order (Story Cloze: (story,); RACE: (article, question))
     label: object = None  # int class index, float score (STS-B), or None in a test file without labels
     choices: tuple = ()   # multiple choice only: the K answer texts
     index: object = None  # the row's id in its file (GLUE test `index`/`id`), for submissions
@@ -153,9 +156,12 @@ def _label(path, line, value, labels):
     """A label string -> its class index in `labels`; no `labels`: a float score (STS-B)."""
     if not labels:
         try:
-            return float(value)
+            score = float(value)
         except ValueError:
-            raise DataError(path, f"score {value!r} is not a number", line) from None
+            score = float("nan")
+        if not math.isfinite(score):
+            raise DataError(path, f"score {value!r} is not a finite number", line)
+        return score
     if value not in labels:
         raise DataError(path, f"unknown label {value!r}; expected one of {', '.join(labels)}", line)
     return labels.index(value)

@@ -189,6 +189,11 @@ class BadTaskInputTest(tf.test.TestCase):
             os.path.join(d, "dev.tsv"), 4, lambda l: "\t".join(l.split("\t")[:7] + [" "] + l.split("\t")[8:])),
             "dev.tsv:4:", "empty text")
 
+    def test_a_score_that_is_not_a_finite_number(self):
+        self.refused("stsb", "stsb_sample", lambda d: edit_line(os.path.join(d, "dev.tsv"), 2,
+                                                                 lambda l: l.rsplit("\t", 1)[0] + "\tnan"),
+                     "dev.tsv:2:", "score 'nan' is not a finite number")
+
     def test_truncated_jsonl_line(self):
         self.refused("snli", "snli_sample", lambda d: edit_line(os.path.join(d, "snli_1.0_dev.jsonl"), 6,
                                                                  lambda l: l[:len(l) // 2]),
