@@ -23,7 +23,8 @@ setup(
         "tqdm",
         "ftfy",
         "spacy>=3.0",
+        "safetensors",  # HuggingFace checkpoints in and out, through its NumPy API (no torch)
     ],
     extras_require={"test": ["pytest", "hypothesis"]},
-    entry_points={"console_scripts": ["gpt1-train=gpt1_tf.finetune:main"]},
+    entry_points={"console_scripts": ["gpt1-train=gpt1_tf.finetune:main", "gpt1-export=gpt1_tf.export:main"]},
 )

@@ -1,8 +1,10 @@
 """File helpers shared by the readers and writers: strict UTF-8 reads, atomic writes, a folder lock. No TensorFlow."""
+import contextlib
 import errno
 import fcntl
 import os
 import secrets
+import shutil
 import stat
 
 from gpt1_tf.errors import DataError, Gpt1Error
@@ -126,3 +128,27 @@ class FolderLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+@contextlib.contextmanager
+def atomic_folder(path):
+    """Yield a temporary folder beside `path`, renamed to `path` when the block ends without error.
+
+    `path` must not exist or be an empty folder: an export never mixes with older files. On an
+    error (or Ctrl-C) the temporary folder is removed, so there is no partial output.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+        raise Gpt1Error(f"{path}: exists and is not an empty folder; remove it or choose another output")
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+    os.mkdir(tmp)
+    try:
+        yield tmp
+        if os.path.isdir(path):
+            os.rmdir(path)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)

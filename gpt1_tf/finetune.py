@@ -27,7 +27,7 @@ class Interrupted(Exception):
 
 def train(args):
     """The whole run (args validated by `cli.validate_args`); raises Gpt1Error on bad input before writing."""
-    data, shards, text_encoder = load_inputs(args)
+    data, weights, text_encoder = load_inputs(args)
     train_split, n_batch_train = data.train, args.n_batch * args.n_gpu
     n_batches = len(train_split.Y) // n_batch_train
     if n_batches < 1:
@@ -38,7 +38,7 @@ def train(args):
     from gpt1_tf.memory import check_memory
     check_memory(model_cfg, args.n_batch, args.n_gpu, n_seqs=train_split.X.shape[1])
     run = Run(args, data)  # output locations checked, nothing written yet
-    init = initial_params(args, shards, model_cfg)
+    init = initial_params(args, weights, model_cfg)
     trainer, towers_note = build_trainer(args, model_cfg, opt_cfg)
     for p, a in zip(trainer.params, init):
         p.assign(a)
@@ -87,24 +87,42 @@ def train(args):
 
 
 def load_inputs(args):
-    """The run's data (`task_inputs.RunData`), the pretrained shards (or None) and the text encoder; nothing written."""
+    """The run's data (`task_inputs.RunData`), the pretrained `Weights` (or None) and the text encoder; nothing written.
+
+    `--model_dir` holds the original's shards or a HuggingFace `openai-gpt` folder, whose
+    config.json must agree with the run's --n_embd, --n_head, --n_layer and --afn.
+    """
     from gpt1_tf import task_inputs
     from gpt1_tf.text_utils import TextEncoder
+    from gpt1_tf.weights import read_pretrained
     text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
     data = task_inputs.load(args, text_encoder)
-    shards = pretrained.load_shards(args.model_dir) if args.n_transfer >= 0 and not args.resume else None
-    return data, shards, text_encoder
+    if args.n_transfer < 0 or args.resume:
+        return data, None, text_encoder
+    weights = read_pretrained(args.model_dir)
+    if weights.n_head is not None:  # the folder's config.json says what the model is
+        from gpt1_tf import hf
+        hf.check_config(os.path.join(args.model_dir, hf.CONFIG), n_embd=args.n_embd, n_head=args.n_head,
+                        n_layer=args.n_layer, afn=args.afn)
+    return data, weights, text_encoder
 
 
-def initial_params(args, shards, model_cfg):
-    """Seed the original's RNGs and build the pretrained arrays for the first variables (or [])."""
+def initial_params(args, weights, model_cfg):
+    """Seed the original's RNGs and build the pretrained arrays for the first variables (or []).
+
+    The special rows are drawn as the original drew them, unless the weights bring trained ones
+    (a HuggingFace double-heads checkpoint).
+    """
     random.seed(args.seed)
     np.random.seed(args.seed)
     # the original draws the 3 special rows from the global NumPy RNG whatever n_transfer is
     special_rows = (np.random.randn(model_cfg.n_special, args.n_embd) * 0.02).astype(np.float32)
-    if shards is None:
+    if weights is None:
         return []
-    return pretrained.init_from_pretrained(shards, model_cfg, special_rows, args.n_transfer, source=args.model_dir)
+    if weights.special_rows is not None:
+        special_rows = weights.special_rows
+    return pretrained.init_from_pretrained(weights.shards, model_cfg, special_rows, args.n_transfer,
+                                           source=args.model_dir)
 
 
 def build_trainer(args, model_cfg, opt_cfg):

@@ -19,9 +19,9 @@ from gpt1_tf.files import atomic_write, read_text
 
 N_SHARDS = 10
 N_PER_LAYER = 12
-WEIGHTS_HELP = ("download OpenAI's GPT-1 weights (params_0.npy .. params_9.npy and params_shapes.json, "
-                "from github.com/openai/finetune-transformer-lm, folder model/) into that directory, "
-                "or pass --n_transfer -1 to train from scratch")
+WEIGHTS_HELP = ("put GPT-1's weights there: OpenAI's params_0.npy .. params_9.npy and params_shapes.json "
+                "(github.com/openai/finetune-transformer-lm, folder model/), or HuggingFace's config.json and "
+                "model.safetensors (openai-community/openai-gpt); or pass --n_transfer -1 to train from scratch")
 
 
 def expected_shapes(cfg):
@@ -87,28 +87,40 @@ def save_params(path, arrays, cfg=None):
     atomic_write(path, lambda f: joblib.dump([np.asarray(a) for a in arrays], f))
 
 
-def load_params(path, cfg):
-    """Load a `best_params.jl` and check it against `cfg`."""
+def read_params_file(path):
+    """The unchecked contents of a `best_params.jl` (a joblib file)."""
     if not os.path.exists(path):
         raise DataError(path, "no such params file")
     try:
-        arrays = joblib.load(path)
+        return joblib.load(path)
     except Exception as err:  # joblib/pickle raise many types on corrupt input
         raise DataError(path, f"not a readable joblib params file ({type(err).__name__}: {err})".splitlines()[0])
+
+
+def load_params(path, cfg):
+    """Load a `best_params.jl` and check it against `cfg`."""
+    arrays = read_params_file(path)
     check_params(arrays, cfg, path)
     _check_head(path, cfg)
     return [np.asarray(a, dtype=np.float32) for a in arrays]
 
 
-def _check_head(path, cfg):
-    """Refuse a params file whose recorded head (`head_path`) is not this model's, even when the shapes agree."""
+def recorded_head(path):
+    """The head `best_params.head.json` records beside a params file, or None (the original's files have none)."""
     if not os.path.exists(head_path(path)):
-        return  # written by the original code or by hand: the shapes were all there is to check
+        return None
     try:
         head = json.loads(read_text(head_path(path), "params head"))
-        head = {"task_format": head["task_format"], "n_classes": head["n_classes"]}
+        return {"task_format": head["task_format"], "n_classes": head["n_classes"]}
     except (ValueError, KeyError, TypeError):
         raise DataError(head_path(path), "not a head description ({\"task_format\": ..., \"n_classes\": ...})") from None
+
+
+def _check_head(path, cfg):
+    """Refuse a params file whose recorded head (`head_path`) is not this model's, even when the shapes agree."""
+    head = recorded_head(path)
+    if head is None:
+        return  # written by the original code or by hand: the shapes were all there is to check
     if head != head_of(cfg):
         raise DataError(path, f"holds a {_describe(head)} head, this model's is {_describe(head_of(cfg))}: "
                               "the heads differ (the params of another task?); nothing loaded")

@@ -1,0 +1,182 @@
+"""`python -m gpt1_tf.export SOURCE --to FORMAT --out PATH`: GPT-1's weights from any format to any other.
+
+SOURCE (told apart by what it is):
+- a folder with the original's `params_shapes.json` + `params_*.npy` (OpenAI's `model/`);
+- a HuggingFace `openai-gpt` folder (`config.json` + `model.safetensors`);
+- a `best_params.jl` written by `train.py --submit` (its head from `best_params.head.json` beside it);
+- a `.keras` file of a `TransformerModel`.
+
+--to:
+- `hf`: config.json, model.safetensors, vocab.json, merges.txt (`gpt1_tf.hf`);
+- `shards`: the original's 10 shards (a language model: the special rows and a classifier are left out);
+- `keras`: a `.keras` file of a `TransformerModel`;
+- `saved_model`: a SavedModel for TF Serving (`gpt1_tf.serving`).
+
+The output is written whole or not at all, into a new (or empty) folder or file.
+"""
+import argparse
+import importlib
+import os
+import sys
+
+from gpt1_tf import pretrained
+from gpt1_tf.config import ACTIVATIONS
+from gpt1_tf.errors import DataError, Gpt1Error
+from gpt1_tf.text_utils import DEFAULT_BPE_PATH, DEFAULT_ENCODER_PATH
+from gpt1_tf.weights import Weights, config_of_params, from_params, kind_of, model_config
+
+FORMATS = ("hf", "shards", "keras", "saved_model")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python -m gpt1_tf.export", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    p.add_argument("source", help="original shards folder, HuggingFace folder, best_params.jl or .keras file")
+    p.add_argument("--to", choices=FORMATS, required=True, help="the output format")
+    p.add_argument("--out", required=True, help="the output folder (a .keras file for --to keras)")
+    g = p.add_argument_group("what the source does not say (checked against it where it does)")
+    g.add_argument("--n_head", type=int, default=None, help="attention heads (default 12, GPT-1's)")
+    g.add_argument("--afn", choices=ACTIVATIONS, default=None, help="activation (default gelu)")
+    g.add_argument("--n_embd", type=int, default=None, help="checked against the source")
+    g.add_argument("--n_layer", type=int, default=None, help="checked against the source")
+    g.add_argument("--n_ctx", type=int, default=None,
+                   help="positions kept (--to keras / saved_model; default: all the source has, at most 512)")
+    p.add_argument("--encoder_path", default=DEFAULT_ENCODER_PATH, help="vocab.json of --to hf")
+    p.add_argument("--bpe_path", default=DEFAULT_BPE_PATH, help="merges.txt of --to hf")
+    return p
+
+
+def read_source(args):
+    """The source's Weights, with n_head and afn from the flags where the source does not say them."""
+    kind = kind_of(args.source)
+    if kind is None:
+        what = "folder without params_shapes.json or config.json" if os.path.isdir(args.source) else (
+            "no such file or folder" if not os.path.exists(args.source) else "not a .jl or .keras file")
+        raise DataError(args.source, f"{what}: expected original shards, a HuggingFace folder, a best_params.jl "
+                                     "or a .keras file")
+    weights = READERS[kind](args.source)
+    said = os.path.join(args.source, "config.json") if kind == "hf" else args.source  # what says the shapes
+    for name in ("n_head", "afn", "n_embd", "n_layer"):
+        given, found = getattr(args, name), getattr(weights, name)
+        if found is None:
+            setattr(weights, name, given or {"n_head": 12, "afn": "gelu"}[name])
+        elif given is not None and given != found:
+            raise DataError(said, f"{name} is {found}, --{name} says {given}")
+    return weights
+
+
+def _read_hf(path):
+    from gpt1_tf import hf
+    return hf.read(path)
+
+
+def _read_params(path):
+    """A best_params.jl: its shapes say n_embd, n_layer and n_ctx; best_params.head.json its head."""
+    cfg = config_of_params(pretrained.read_params_file(path), path)
+    weights = from_params(pretrained.load_params(path, cfg), cfg)
+    weights.n_head = weights.afn = None  # the flags' to say
+    return weights
+
+
+def _read_keras(path):
+    import keras
+    importlib.import_module("gpt1_tf.model")  # registers TransformerModel with Keras
+    try:
+        model = keras.saving.load_model(path)
+    except Exception as err:  # Keras raises many types on a corrupt or foreign file
+        raise DataError(path, f"not a readable .keras file of a gpt1_tf TransformerModel ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    if not hasattr(model, "params_in_order"):
+        raise DataError(path, f"holds a {type(model).__name__}, not a gpt1_tf TransformerModel")
+    return from_params(pretrained.get_params(model), model.cfg)
+
+
+READERS = {"shards": lambda path: Weights(pretrained.load_shards(path)), "hf": _read_hf,
+           "params": _read_params, "keras": _read_keras}
+
+
+def write_hf(weights, args):
+    from gpt1_tf import hf
+    hf.write(weights, args.out, encoder_path=args.encoder_path, bpe_path=args.bpe_path)
+
+
+def write_shards(weights, args):
+    from gpt1_tf.files import atomic_folder
+    left_out = [what for what, there in (("the special-token rows", weights.special_rows is not None),
+                                         ("the classifier", weights.clf is not None)) if there]
+    with atomic_folder(args.out) as tmp:
+        pretrained.save_shards(weights.shards, tmp)
+    if left_out:
+        print(f"note: the original's shards hold the language model only; {' and '.join(left_out)} are left out")
+
+
+def build_model(weights, args):
+    """A TransformerModel holding `weights` (positions up to --n_ctx; zeros for what the source lacks)."""
+    from gpt1_tf.config import MAX_N_CTX
+    from gpt1_tf.model import TransformerModel
+    from gpt1_tf.weights import to_params
+    n_ctx = args.n_ctx or min(weights.positions.shape[0], MAX_N_CTX)
+    if n_ctx > weights.positions.shape[0]:
+        raise Gpt1Error(f"--n_ctx {n_ctx}: {args.source} has {weights.positions.shape[0]} positions")
+    model = TransformerModel(model_config(weights, n_ctx=n_ctx))
+    pretrained.set_params(model, to_params(weights, model.cfg), args.source)
+    if weights.clf is None:
+        print("note: the source has no task head: the model's classifier (and special-token rows) are zeros")
+    return model
+
+
+def write_keras(weights, args):
+    from gpt1_tf.files import _temp_file
+    if not args.out.endswith(".keras"):
+        raise Gpt1Error(f"--out {args.out}: a Keras file's name ends in .keras")
+    if os.path.exists(args.out):
+        raise Gpt1Error(f"{args.out}: exists; remove it or choose another --out")
+    model = build_model(weights, args)
+    fd, tmp = _temp_file(args.out)
+    os.close(fd)
+    try:
+        model.save(tmp + ".keras")
+        os.replace(tmp + ".keras", args.out)
+    finally:
+        for path in (tmp, tmp + ".keras"):
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+def write_saved_model(weights, args):
+    from gpt1_tf import serving
+    serving.save_saved_model(build_model(weights, args), args.out)
+
+
+WRITERS = {"hf": write_hf, "shards": write_shards, "keras": write_keras, "saved_model": write_saved_model}
+
+
+def describe(weights):
+    specials = " + 3 special rows" if weights.special_rows is not None else ""
+    head = weights.head["task_format"] + (f" ({weights.head['n_classes']} classes)" if weights.head["n_classes"] else "") \
+        if weights.head else "none (a language model)"
+    return (f"{weights.n_layer} layers, n_embd {weights.n_embd}, n_head {weights.n_head}, {weights.afn}, "
+            f"{weights.tokens.shape[0]} tokens{specials}, {weights.positions.shape[0]} positions; head: {head}")
+
+
+def main(argv=None):
+    """`python -m gpt1_tf.export`: one-line errors and exit 1 for bad input, and no output then."""
+    args = build_parser().parse_args(argv)
+    from gpt1_tf.runtime import quiet_tensorflow
+    try:
+        with quiet_tensorflow():  # TensorFlow's start-up lines hidden (the readers and writers import it)
+            import tensorflow as tf
+            tf.config.list_logical_devices()
+        weights = read_source(args)
+        print(f"read {args.source}: {describe(weights)}")
+        WRITERS[args.to](weights, args)
+    except Gpt1Error as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out} ({args.to})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

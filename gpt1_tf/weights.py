@@ -1,0 +1,143 @@
+"""A GPT-1's weights whatever file they came from, and the one place that tells the sources apart.
+
+`Weights` holds the original shard list (positions, tokens, then 12 arrays per layer in the
+original's shapes) and what a fine-tuned model adds: the special-token rows and the classifier.
+Every reader returns one and every writer takes one, so each conversion is a reader plus a writer:
+
+    original shards  (params_shapes.json + params_0..9.npy)      pretrained.load_shards / save_shards
+    HuggingFace      (config.json + model.safetensors)            gpt1_tf.hf
+    best_params.jl   (the original's fine-tuned list, + flags)    pretrained.load_params / save_params
+    .keras           (a saved TransformerModel)                   keras.saving
+
+`read_pretrained` is what `train.py --model_dir` reads; `read_any` what `python -m gpt1_tf.export` reads.
+"""
+import dataclasses
+import os
+
+import numpy as np
+
+from gpt1_tf import pretrained, tokens
+from gpt1_tf.config import ModelConfig
+from gpt1_tf.errors import DataError, Gpt1Error
+
+N_VOCAB = 40478  # the BPE vocabulary of encoder_bpe_40000.json
+
+
+@dataclasses.dataclass
+class Weights:
+    """The arrays of a GPT-1, in the original shard order and shapes.
+
+    shards: positions [n_pos, nx], tokens [n_vocab, nx], then per layer c_attn w [1, nx, 3nx], b,
+    c_proj w, b, ln_1 g, b, c_fc w, b, c_proj w, b, ln_2 g, b (`pretrained.expected_shapes`).
+    special_rows [n_special, nx] and clf (w [nx, n_out], b [n_out]) with its head
+    ({"task_format", "n_classes"}) when the source was fine-tuned; n_head and afn when it says them.
+    """
+
+    shards: list
+    special_rows: np.ndarray | None = None
+    clf: tuple | None = None
+    head: dict | None = None
+    n_head: int | None = None
+    afn: str | None = None
+
+    @property
+    def positions(self):
+        return self.shards[0]
+
+    @property
+    def tokens(self):
+        return self.shards[1]
+
+    @property
+    def n_embd(self):
+        return self.tokens.shape[1]
+
+    @property
+    def n_layer(self):
+        return pretrained.shard_layers(self.shards)
+
+    @property
+    def layers(self):
+        return self.shards[2:]
+
+
+def from_params(arrays, cfg):
+    """Weights of a model's parameter list (original order: we, layers, clf/w, clf/b) for `cfg`."""
+    we = np.asarray(arrays[0])
+    first_position = tokens.position_id(cfg.n_vocab, 0, cfg.n_special)
+    shards = [we[first_position:], we[:cfg.n_vocab]] + [np.asarray(a) for a in arrays[1:-2]]
+    return Weights(shards, special_rows=we[cfg.n_vocab:first_position], clf=(arrays[-2], arrays[-1]),
+                   head=pretrained.head_of(cfg), n_head=cfg.n_head, afn=cfg.afn)
+
+
+def to_params(weights, cfg):
+    """The parameter list of a `cfg` model holding `weights` (whose positions cover cfg.n_ctx).
+
+    Without special rows or a classifier in `weights`, those are zeros: a model for its language
+    model, whose task head is untrained.
+    """
+    nx = weights.n_embd
+    specials = weights.special_rows if weights.special_rows is not None else np.zeros((cfg.n_special, nx), np.float32)
+    if weights.clf is not None:
+        clf = list(weights.clf)
+    else:
+        clf = [np.zeros((nx, cfg.n_clf_out), np.float32), np.zeros((cfg.n_clf_out,), np.float32)]
+    we = np.concatenate([weights.tokens, specials, weights.positions[:cfg.n_ctx]], 0)
+    return [we] + list(weights.layers) + clf
+
+
+def model_config(weights, *, n_head=12, n_ctx=None, afn="gelu", **kwargs):
+    """The ModelConfig of a model holding `weights`; n_head and afn when the weights do not say them.
+
+    n_ctx defaults to the rows of the position table; the head is the weights' (multiple choice,
+    the original's, when they have none). The dropouts are the original's unless given.
+    """
+    head = weights.head or {"task_format": "multiple_choice", "n_classes": 0}
+    return ModelConfig(n_vocab=weights.tokens.shape[0], n_ctx=n_ctx or weights.positions.shape[0],
+                       n_embd=weights.n_embd, n_head=weights.n_head or n_head, n_layer=weights.n_layer,
+                       afn=weights.afn or afn, **head, **kwargs)
+
+
+def kind_of(path):
+    """Which format `path` holds: 'shards', 'hf', 'params' (a best_params.jl), 'keras', or None."""
+    if os.path.isdir(path):
+        if os.path.exists(os.path.join(path, "params_shapes.json")):
+            return "shards"
+        if os.path.exists(os.path.join(path, "config.json")):
+            return "hf"
+        return None
+    return {".jl": "params", ".keras": "keras"}.get(os.path.splitext(path)[1])
+
+
+def read_pretrained(model_dir):
+    """The pretrained weights in `model_dir`: the original's shards or a HuggingFace folder."""
+    from gpt1_tf import hf
+    if not os.path.isdir(model_dir):
+        raise DataError(model_dir, f"no such model directory: {pretrained.WEIGHTS_HELP}")
+    kind = kind_of(model_dir)
+    if kind == "hf":
+        return hf.read(model_dir)
+    if kind is None and os.path.exists(os.path.join(model_dir, "model.safetensors")):
+        raise DataError(os.path.join(model_dir, "config.json"), "missing beside model.safetensors (a HuggingFace "
+                                                                "folder holds both)")
+    return Weights(pretrained.load_shards(model_dir))
+
+
+def config_of_params(arrays, path, n_vocab=N_VOCAB):
+    """The ModelConfig a `best_params.jl`'s arrays imply (n_embd, n_layer, n_ctx; its recorded head).
+
+    n_head and afn are not in the file: the config has n_head 1 and gelu, for the caller to replace.
+    Raises a one-line DataError for a file that is not a list of GPT-1 arrays.
+    """
+    n_rows = tokens.n_table(n_vocab, 0)
+    we = arrays[0] if isinstance(arrays, (list, tuple)) and arrays else None
+    if (we is None or np.ndim(we) != 2 or we.shape[0] <= n_rows or (len(arrays) - 3) % pretrained.N_PER_LAYER
+            or len(arrays) < 3 + pretrained.N_PER_LAYER):
+        raise DataError(path, "not a GPT-1 params list (we [n_vocab + 3 + n_ctx, n_embd], 12 arrays per layer, "
+                              "clf/w, clf/b)")
+    head = pretrained.recorded_head(path) or {"task_format": "multiple_choice", "n_classes": 0}
+    try:
+        return ModelConfig(n_vocab=n_vocab, n_ctx=we.shape[0] - n_rows, n_embd=we.shape[1], n_head=1,
+                           n_layer=(len(arrays) - 3) // pretrained.N_PER_LAYER, **head)
+    except Gpt1Error as err:
+        raise DataError(path, str(err)) from None
