@@ -13,17 +13,18 @@ SOURCE (told apart by what it is):
 - `saved_model`: a SavedModel for TF Serving (`gpt1_tf.serving`).
 
 The output is written whole or not at all, into a new (or empty) folder or file.
+`kind_of` (which format a path holds) and `read_pretrained` (train.py's --model_dir) live here too.
 """
 import argparse
 import importlib
 import os
 import sys
 
-from gpt1_tf import pretrained
+from gpt1_tf import hf, pretrained
 from gpt1_tf.config import ACTIVATIONS
 from gpt1_tf.errors import DataError, Gpt1Error
 from gpt1_tf.text_utils import DEFAULT_BPE_PATH, DEFAULT_ENCODER_PATH
-from gpt1_tf.weights import Weights, config_of_params, from_params, kind_of, model_config
+from gpt1_tf.weights import Weights, config_of_params, from_params, model_config
 
 FORMATS = ("hf", "shards", "keras", "saved_model")
 
@@ -47,6 +48,30 @@ def build_parser():
     return p
 
 
+def kind_of(path):
+    """Which format `path` holds: 'shards', 'hf', 'params' (a best_params.jl), 'keras', or None."""
+    if os.path.isdir(path):
+        if os.path.exists(os.path.join(path, "params_shapes.json")):
+            return "shards"
+        if os.path.exists(os.path.join(path, "config.json")):
+            return "hf"
+        return None
+    return {".jl": "params", ".keras": "keras"}.get(os.path.splitext(path)[1])
+
+
+def read_pretrained(model_dir):
+    """The pretrained weights in `model_dir`: the original's shards or a HuggingFace folder."""
+    if not os.path.isdir(model_dir):
+        raise DataError(model_dir, f"no such model directory: {pretrained.WEIGHTS_HELP}")
+    kind = kind_of(model_dir)
+    if kind == "hf":
+        return hf.read(model_dir)
+    if kind is None and os.path.exists(os.path.join(model_dir, "model.safetensors")):
+        raise DataError(os.path.join(model_dir, "config.json"), "missing beside model.safetensors (a HuggingFace "
+                                                                "folder holds both)")
+    return Weights(pretrained.load_shards(model_dir))
+
+
 def read_source(args):
     """The source's Weights, with n_head and afn from the flags where the source does not say them."""
     kind = kind_of(args.source)
@@ -63,12 +88,9 @@ def read_source(args):
             setattr(weights, name, given or {"n_head": 12, "afn": "gelu"}[name])
         elif given is not None and given != found:
             raise DataError(said, f"{name} is {found}, --{name} says {given}")
+    if weights.n_embd % weights.n_head:
+        raise Gpt1Error(f"--n_head {weights.n_head} does not divide n_embd {weights.n_embd} of {args.source}")
     return weights
-
-
-def _read_hf(path):
-    from gpt1_tf import hf
-    return hf.read(path)
 
 
 def _read_params(path):
@@ -92,12 +114,11 @@ def _read_keras(path):
     return from_params(pretrained.get_params(model), model.cfg)
 
 
-READERS = {"shards": lambda path: Weights(pretrained.load_shards(path)), "hf": _read_hf,
+READERS = {"shards": lambda path: Weights(pretrained.load_shards(path)), "hf": hf.read,
            "params": _read_params, "keras": _read_keras}
 
 
 def write_hf(weights, args):
-    from gpt1_tf import hf
     hf.write(weights, args.out, encoder_path=args.encoder_path, bpe_path=args.bpe_path)
 
 
@@ -127,21 +148,12 @@ def build_model(weights, args):
 
 
 def write_keras(weights, args):
-    from gpt1_tf.files import _temp_file
+    from gpt1_tf.files import atomic_save
     if not args.out.endswith(".keras"):
         raise Gpt1Error(f"--out {args.out}: a Keras file's name ends in .keras")
     if os.path.exists(args.out):
         raise Gpt1Error(f"{args.out}: exists; remove it or choose another --out")
-    model = build_model(weights, args)
-    fd, tmp = _temp_file(args.out)
-    os.close(fd)
-    try:
-        model.save(tmp + ".keras")
-        os.replace(tmp + ".keras", args.out)
-    finally:
-        for path in (tmp, tmp + ".keras"):
-            if os.path.exists(path):
-                os.unlink(path)
+    atomic_save(args.out, build_model(weights, args).save)
 
 
 def write_saved_model(weights, args):

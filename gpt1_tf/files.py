@@ -49,6 +49,24 @@ def atomic_write(path, write_fn, mode="wb"):
         raise
 
 
+def atomic_save(path, save_fn):
+    """`save_fn(tmp_path)` writes a file (e.g. Keras's `model.save`); it is renamed to `path` when whole.
+
+    The temporary name keeps `path`'s extension, for writers that insist on one.
+    """
+    path = os.fspath(path)
+    fd, tmp = _temp_file(path)
+    os.close(fd)
+    os.unlink(tmp)
+    tmp += os.path.splitext(path)[1]
+    try:
+        save_fn(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def read_text(path, what, *, missing=None, bom=False):
     """The text of `path`, decoded as strict UTF-8 (`bom`: a leading byte-order mark is dropped).
 

@@ -94,7 +94,7 @@ def load_inputs(args):
     """
     from gpt1_tf import task_inputs
     from gpt1_tf.text_utils import TextEncoder
-    from gpt1_tf.weights import read_pretrained
+    from gpt1_tf.export import read_pretrained
     text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
     data = task_inputs.load(args, text_encoder)
     if args.n_transfer < 0 or args.resume:

@@ -9,10 +9,10 @@ Every reader returns one and every writer takes one, so each conversion is a rea
     best_params.jl   (the original's fine-tuned list, + flags)    pretrained.load_params / save_params
     .keras           (a saved TransformerModel)                   keras.saving
 
-`read_pretrained` is what `train.py --model_dir` reads; `read_any` what `python -m gpt1_tf.export` reads.
+Which format a path holds, and reading any of them: `gpt1_tf.export` (`read_pretrained` is what
+`train.py --model_dir` reads).
 """
 import dataclasses
-import os
 
 import numpy as np
 
@@ -96,31 +96,6 @@ def model_config(weights, *, n_head=12, n_ctx=None, afn="gelu", **kwargs):
     return ModelConfig(n_vocab=weights.tokens.shape[0], n_ctx=n_ctx or weights.positions.shape[0],
                        n_embd=weights.n_embd, n_head=weights.n_head or n_head, n_layer=weights.n_layer,
                        afn=weights.afn or afn, **head, **kwargs)
-
-
-def kind_of(path):
-    """Which format `path` holds: 'shards', 'hf', 'params' (a best_params.jl), 'keras', or None."""
-    if os.path.isdir(path):
-        if os.path.exists(os.path.join(path, "params_shapes.json")):
-            return "shards"
-        if os.path.exists(os.path.join(path, "config.json")):
-            return "hf"
-        return None
-    return {".jl": "params", ".keras": "keras"}.get(os.path.splitext(path)[1])
-
-
-def read_pretrained(model_dir):
-    """The pretrained weights in `model_dir`: the original's shards or a HuggingFace folder."""
-    from gpt1_tf import hf
-    if not os.path.isdir(model_dir):
-        raise DataError(model_dir, f"no such model directory: {pretrained.WEIGHTS_HELP}")
-    kind = kind_of(model_dir)
-    if kind == "hf":
-        return hf.read(model_dir)
-    if kind is None and os.path.exists(os.path.join(model_dir, "model.safetensors")):
-        raise DataError(os.path.join(model_dir, "config.json"), "missing beside model.safetensors (a HuggingFace "
-                                                                "folder holds both)")
-    return Weights(pretrained.load_shards(model_dir))
 
 
 def config_of_params(arrays, path, n_vocab=N_VOCAB):

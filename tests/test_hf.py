@@ -24,7 +24,8 @@ from helpers import FIXTURES, REPO, randomised, run_train
 from gpt1_tf import export, hf, pretrained, tokens
 from gpt1_tf.config import ModelConfig
 from gpt1_tf.model import TransformerModel
-from gpt1_tf.weights import config_of_params, from_params, read_pretrained, to_params
+from gpt1_tf.export import read_pretrained
+from gpt1_tf.weights import config_of_params, from_params, to_params
 
 HF = os.path.join(FIXTURES, "hf")
 BARE, DOUBLE = os.path.join(HF, "bare"), os.path.join(HF, "double_heads")
