@@ -57,7 +57,8 @@ def build_parser():
     p.add_argument("--b2", type=float, default=OPT.b2)
     p.add_argument("--e", type=float, default=OPT.e)
     # --- added ---
-    p.add_argument("--model_dir", type=str, default="model/", help="where params_*.npy and params_shapes.json are")
+    p.add_argument("--model_dir", type=str, default="model/", help="the pretrained weights: OpenAI's params_*.npy + params_shapes.json, or a HuggingFace "
+                        "openai-gpt folder (config.json + model.safetensors)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--save_every", type=int, default=1000, help="checkpoint every this many updates (and every epoch)")
     p.add_argument("--n_valid", type=int, default=374,
