@@ -187,3 +187,21 @@ def check_compatible(model_cfg, step_cfg):
     if step_cfg.exact and model_cfg.compute_dtype != "float32":
         raise ConfigError(f"--exact (StepConfig.exact) is the original's float32 arithmetic, not mixed precision: "
                           f"drop --mixed_precision (compute_dtype {model_cfg.compute_dtype})")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """How the next token is chosen: greedy (temperature 0), or sampled after temperature, top-k, top-p."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    greedy: bool = False
+
+    def __post_init__(self):
+        if self.temperature <= 0 and not self.greedy:
+            raise ConfigError(f"--temperature must be positive, got {self.temperature} (use --greedy for argmax)")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"--top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ConfigError(f"--top_k must be 0 (off) or positive, got {self.top_k}")

@@ -133,7 +133,10 @@ def write_shards(weights, args):
 
 
 def build_model(weights, args):
-    """A TransformerModel holding `weights` (positions up to --n_ctx; zeros for what the source lacks)."""
+    """A TransformerModel holding `weights` (positions up to args.n_ctx; zeros for what the source lacks).
+
+    `args` needs `n_ctx` (None: all the source's positions, at most 512) and `source` (for errors).
+    """
     from gpt1_tf.config import MAX_N_CTX
     from gpt1_tf.model import TransformerModel
     from gpt1_tf.weights import to_params
@@ -142,9 +145,12 @@ def build_model(weights, args):
         raise Gpt1Error(f"--n_ctx {n_ctx}: {args.source} has {weights.positions.shape[0]} positions")
     model = TransformerModel(model_config(weights, n_ctx=n_ctx))
     pretrained.set_params(model, to_params(weights, model.cfg), args.source)
+    return model
+
+
+def _note_no_head(weights):
     if weights.clf is None:
         print("note: the source has no task head: the model's classifier (and special-token rows) are zeros")
-    return model
 
 
 def write_keras(weights, args):
@@ -153,11 +159,13 @@ def write_keras(weights, args):
         raise Gpt1Error(f"--out {args.out}: a Keras file's name ends in .keras")
     if os.path.exists(args.out):
         raise Gpt1Error(f"{args.out}: exists; remove it or choose another --out")
+    _note_no_head(weights)
     atomic_save(args.out, build_model(weights, args).save)
 
 
 def write_saved_model(weights, args):
     from gpt1_tf import serving
+    _note_no_head(weights)
     serving.save_saved_model(build_model(weights, args), args.out)
 
 

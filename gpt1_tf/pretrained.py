@@ -21,7 +21,7 @@ N_SHARDS = 10
 N_PER_LAYER = 12
 WEIGHTS_HELP = ("put GPT-1's weights there: OpenAI's params_0.npy .. params_9.npy and params_shapes.json "
                 "(github.com/openai/finetune-transformer-lm, folder model/), or HuggingFace's config.json and "
-                "model.safetensors (openai-community/openai-gpt); or pass --n_transfer -1 to train from scratch")
+                "model.safetensors (openai-community/openai-gpt); train.py: or --n_transfer -1 to train from scratch")
 
 
 def expected_shapes(cfg):
