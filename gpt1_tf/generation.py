@@ -20,6 +20,7 @@ import tensorflow as tf
 from gpt1_tf import ops, tokens
 from gpt1_tf.config import Sampling
 from gpt1_tf.errors import Gpt1Error
+from gpt1_tf.heads import next_token_losses, token_logits
 
 SCORE_STRIDE_FRACTION = 2  # sliding windows advance by n_ctx // 2 tokens
 
@@ -86,7 +87,7 @@ class Generator:
 
     def next_logits(self, h):
         """LM logits [B, n_vocab] of the last hidden states h [B, n_embd]: the tied head over the BPE rows."""
-        return tf.matmul(tf.cast(h, tf.float32), self.model.we[:self.cfg.n_vocab], transpose_b=True)
+        return token_logits(h, self.model.we, self.cfg.n_vocab)
 
     # --- the loop ---------------------------------------------------------------------------------
     def empty_cache(self, batch):
@@ -164,7 +165,6 @@ def token_losses(model, ids, stride=None):
         x = ids[start:end]
         X = np.stack([x, tokens.position_id(cfg.n_vocab, np.arange(len(x)), cfg.n_special)], -1)[None]
         h, we = model.transformer.hidden(tf.constant(X))
-        logits = tf.matmul(tf.cast(h[0, :-1], tf.float32), we[:cfg.n_vocab], transpose_b=True)
-        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=x[1:], logits=logits).numpy()
+        nll = next_token_losses(h, we, tf.constant(x[None]), cfg.n_vocab)[0].numpy()
         losses.append(nll[first - start - 1:])
     return np.concatenate(losses)

@@ -52,6 +52,22 @@ def lm_losses_masked(h, we, X, M):
 LM_HEADS = {"full": lm_losses_full, "masked": lm_losses_masked}
 
 
+def token_logits(h, we, n_vocab):
+    """The language model's logits over the n_vocab BPE rows only (not the special or position rows).
+
+    What generation samples from, scoring measures and pretraining trains: a next token is a
+    token. In float32 under mixed precision too. (The fine-tuning LM loss keeps the original's
+    head over the whole table.)
+    """
+    return tf.matmul(ops.to_dtype(h, tf.float32), we[:n_vocab], transpose_b=True)
+
+
+def next_token_losses(h, we, ids, n_vocab):
+    """Cross-entropies [S, T - 1] of ids[:, 1:] given h [S, T, n_embd] (the states of ids), over the token rows."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(logits=token_logits(h[:, :-1], we, n_vocab),
+                                                          labels=ids[:, 1:])
+
+
 def pooled(h, X, clf_token):
     """h [S, T, n_embd] at each sequence's first `_classify_` token: [S, n_embd]."""
     return ops.rows_at(h, ops.pool_index(X, clf_token))

@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from gpt1_tf import tokens
 from gpt1_tf.files import atomic_folder, check_output_folder
+from gpt1_tf.heads import token_logits
 
 SCORE_SIGNATURE = [tf.TensorSpec([None, None, None, 2], tf.int32, name="X"),
                    tf.TensorSpec([None, None, None], tf.float32, name="M")]
@@ -90,7 +91,7 @@ def next_token_fn(model):
         # means the padding after it cannot change it
         h, we = model.transformer.hidden(X, pool=lengths - 1)
         # the tied LM head over the BPE rows only: a next token is never a special token or a position
-        logits = tf.matmul(tf.cast(h, tf.float32), we[:cfg.n_vocab], transpose_b=True)  # [B, n_vocab]
+        logits = token_logits(h, we, cfg.n_vocab)  # [B, n_vocab]
         return {"log_probs": tf.nn.log_softmax(logits, axis=-1)}
     return next_token_log_probs
 
