@@ -149,13 +149,23 @@ class FolderLock:
 
 
 @contextlib.contextmanager
-def atomic_folder(path):
+def atomic_folder(path, replace=False):
     """Yield a temporary folder beside `path`, renamed to `path` when the block ends without error.
 
-    `path` must not exist or be an empty folder: an export never mixes with older files. On an
-    error (or Ctrl-C) the temporary folder is removed, so there is no partial output.
+    `path` must not exist or be an empty folder (an export never mixes with older files), unless
+    `replace`: then a folder there is swapped for the new one once that is whole. On an error (or
+    Ctrl-C) the temporary folder is removed, so there is no partial output.
     """
     path = os.path.abspath(os.fspath(path))
+    if replace and os.path.isdir(path):
+        token = secrets.token_hex(4)
+        new, gone = f"{path}.new-{token}", f"{path}.old-{token}"
+        with atomic_folder(new) as tmp:
+            yield tmp
+        os.rename(path, gone)
+        os.rename(new, path)
+        shutil.rmtree(gone)
+        return
     if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
         raise Gpt1Error(f"{path}: exists and is not an empty folder; remove it or choose another output")
     parent = os.path.dirname(path)

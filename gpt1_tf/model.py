@@ -10,13 +10,20 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from gpt1_tf import ops, packing
+from gpt1_tf import ops, packing, tokens
 from gpt1_tf.config import ModelConfig
 from gpt1_tf.heads import LM_HEADS, make_head, pooled
 from gpt1_tf.layers import Block, normal_init, site_seed
 
 # dropout sites (folded into the step seed): embedding table, classifier (heads.SITE_CLF), each block
 _SITE_EMBD, _SITE_BLOCK0 = 0, 2
+
+
+def with_positions(ids, cfg):
+    """ids int [B, T] -> X [B, T, 2]: (token id, table row of position t) pairs, as `gpt1_tf.tokens` lays them."""
+    B, T = tf.shape(ids)[0], tf.shape(ids)[1]
+    positions = tokens.position_id(cfg.n_vocab, tf.range(T, dtype=ids.dtype), cfg.n_special)  # [T]
+    return tf.stack([ids, tf.broadcast_to(positions[None, :], [B, T])], axis=-1)  # [B, T, 2]
 
 
 def _config_dict(cfg):

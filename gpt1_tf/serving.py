@@ -33,9 +33,9 @@ import os
 import keras
 import tensorflow as tf
 
-from gpt1_tf import tokens
 from gpt1_tf.files import atomic_folder, check_output_folder
 from gpt1_tf.heads import token_logits
+from gpt1_tf.model import with_positions
 
 SCORE_SIGNATURE = [tf.TensorSpec([None, None, None, 2], tf.int32, name="X"),
                    tf.TensorSpec([None, None, None], tf.float32, name="M")]
@@ -53,13 +53,6 @@ def score_fn(model):
             return {"logits": logits, "scores": logits[:, 0]}
         return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
     return score
-
-
-def with_positions(ids, cfg):
-    """ids int [B, T] -> X [B, T, 2]: (token id, table row of position t) pairs, as `gpt1_tf.tokens` lays them."""
-    B, T = tf.shape(ids)[0], tf.shape(ids)[1]
-    positions = tokens.position_id(cfg.n_vocab, tf.range(T, dtype=ids.dtype), cfg.n_special)  # [T]
-    return tf.stack([ids, tf.broadcast_to(positions[None, :], [B, T])], axis=-1)  # [B, T, 2]
 
 
 def _checked_ids(ids, lengths, cfg):

@@ -119,8 +119,8 @@ class TextEncoder:
     """Mostly a wrapper for a public Python BPE tokenizer, as in the original."""
 
     def __init__(self, encoder_path=None, bpe_path=None):
-        encoder_path = encoder_path or DEFAULT_ENCODER_PATH
-        bpe_path = bpe_path or DEFAULT_BPE_PATH
+        self.encoder_path = encoder_path = encoder_path or DEFAULT_ENCODER_PATH
+        self.bpe_path = bpe_path = bpe_path or DEFAULT_BPE_PATH
         self.encoder = load_encoder(encoder_path)
         self.decoder = {v: k for k, v in self.encoder.items()}
         merges = load_bpe_merges(bpe_path)

@@ -1,0 +1,305 @@
+"""`python pretrain.py TEXT_FILES...`: the paper's unsupervised pretraining on raw text (README: Pretraining).
+
+`pretrain(args)` reads top to bottom: corpus -> windows -> configs -> cluster -> model and optimizer
+-> epochs of updates with held-out evaluations and checkpoints -> the original's shards. The
+library parts: `gpt1_tf.corpus` (text -> cached tokens -> tf.data windows) and
+`gpt1_tf.pretraining` (strategies, the LM step). The defaults are the paper's recipe.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import threading
+
+from gpt1_tf import checkpoints, corpus, pretrained
+from gpt1_tf.config import ACTIVATIONS, LR_SCHEDULES, MAX_N_CTX, MIN_N_CTX, ModelConfig, OptConfig
+from gpt1_tf.errors import Gpt1Error
+from gpt1_tf.files import FolderLock, atomic_folder, check_output_folder
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="pretrain.py", description="Pretrain GPT-1's language model on raw text "
+                                "(the paper's unsupervised stage); writes the original's weight shards.")
+    p.add_argument("inputs", nargs="+", help="UTF-8 text files or globs (quote globs), tokenized once and cached")
+    p.add_argument("--desc", default="pretrain", help="run name for log/save files")
+    p.add_argument("--log_dir", default="log/")
+    p.add_argument("--save_dir", default="save/")
+    p.add_argument("--cache_dir", default=None, help="token cache (default <save_dir>/token_cache/)")
+    p.add_argument("--out", default=None, help="the shards (default <save_dir>/<desc>/model/)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--n_iter", type=int, default=100, help="epochs (the paper: 100)")
+    p.add_argument("--n_batch", type=int, default=64, help="windows per update, over all replicas (the paper: 64)")
+    p.add_argument("--n_ctx", type=int, default=512, help="tokens per window (the paper: 512)")
+    p.add_argument("--n_embd", type=int, default=768)
+    p.add_argument("--n_head", type=int, default=12)
+    p.add_argument("--n_layer", type=int, default=12)
+    p.add_argument("--afn", choices=ACTIVATIONS, default="gelu")
+    p.add_argument("--embd_pdrop", type=float, default=0.1)
+    p.add_argument("--attn_pdrop", type=float, default=0.1)
+    p.add_argument("--resid_pdrop", type=float, default=0.1)
+    p.add_argument("--lr", type=float, default=2.5e-4, help="maximum learning rate (the paper: 2.5e-4)")
+    p.add_argument("--lr_warmup_updates", type=int, default=2000, help="linear warmup (the paper: 2000 updates)")
+    p.add_argument("--lr_schedule", choices=LR_SCHEDULES, default="warmup_cosine", help="then cosine to 0")
+    p.add_argument("--l2", type=float, default=0.01, help="the original's decoupled L2 on weight matrices")
+    p.add_argument("--vector_l2", action="store_true")
+    p.add_argument("--max_grad_norm", type=float, default=1.0)
+    p.add_argument("--b1", type=float, default=0.9)
+    p.add_argument("--b2", type=float, default=0.999)
+    p.add_argument("--e", type=float, default=1e-8)
+    p.add_argument("--valid_fraction", type=float, default=0.01, help="windows held out (the corpus' last)")
+    p.add_argument("--max_valid_windows", type=int, default=256, help="at most this many held out")
+    p.add_argument("--eval_every", type=int, default=500, help="held-out perplexity every this many updates")
+    p.add_argument("--save_every", type=int, default=1000, help="checkpoint every this many updates (and epoch)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--stop_after_updates", type=int, default=None, help="checkpoint and stop after this many")
+    p.add_argument("--cluster_timeout", type=float, default=300, help="seconds for every worker to join (TF_CONFIG)")
+    p.add_argument("--collective_timeout", type=float, default=300,
+                   help="seconds a gradient all-reduce may wait for the other workers before the run stops")
+    p.add_argument("--encoder_path", default=None)
+    p.add_argument("--bpe_path", default=None)
+    return p
+
+
+def validate(args):
+    for name in ("n_iter", "n_batch", "n_embd", "n_head", "n_layer", "eval_every", "save_every", "max_valid_windows",
+                 "stop_after_updates", "lr_warmup_updates"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise Gpt1Error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if not MIN_N_CTX <= args.n_ctx <= MAX_N_CTX:
+        raise Gpt1Error(f"--n_ctx must be in {MIN_N_CTX}..{MAX_N_CTX}, got {args.n_ctx}")
+    if not 0 <= args.valid_fraction < 1:
+        raise Gpt1Error(f"--valid_fraction must be in [0, 1), got {args.valid_fraction}")
+    args.cache_dir = args.cache_dir or os.path.join(args.save_dir, "token_cache")
+    args.out = args.out or os.path.join(args.save_dir, args.desc, "model")
+    model_config(args, n_vocab=40478)  # each config checks its own fields
+    opt_config(args, t_total=1)
+
+
+def model_config(args, n_vocab):
+    return ModelConfig(n_vocab=n_vocab, n_ctx=args.n_ctx, n_embd=args.n_embd, n_head=args.n_head,
+                       n_layer=args.n_layer, afn=args.afn, embd_pdrop=args.embd_pdrop, attn_pdrop=args.attn_pdrop,
+                       resid_pdrop=args.resid_pdrop, clf_pdrop=0.0)
+
+
+def opt_config(args, t_total):
+    return OptConfig(lr=args.lr, lr_schedule=args.lr_schedule, lr_warmup=args.lr_warmup_updates / t_total,
+                     t_total=t_total, b1=args.b1, b2=args.b2, e=args.e, l2=args.l2, vector_l2=args.vector_l2,
+                     max_grad_norm=args.max_grad_norm)
+
+
+def start_cluster(args):
+    """The strategy; under TF_CONFIG, one line and exit 1 when the workers do not all join in time."""
+    from gpt1_tf.pretraining import make_strategy
+    config = os.environ.get("TF_CONFIG")
+    if not config:
+        return make_strategy()
+    try:
+        peers = [a for job in json.loads(config)["cluster"].values() for a in job]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise Gpt1Error("TF_CONFIG is not a cluster spec ({\"cluster\": {\"worker\": [...]}, \"task\": {...}})") from None
+
+    def give_up():
+        print(f"error: the cluster did not come up within {args.cluster_timeout:g} s: not every worker of "
+              f"{', '.join(peers)} joined (TF_CONFIG); start them all, or check the addresses", file=sys.stderr,
+              flush=True)
+        os._exit(1)
+
+    watchdog = threading.Timer(args.cluster_timeout, give_up)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        strategy = make_strategy(args.collective_timeout)
+        _all_reduce_once(strategy)  # returns once every worker has joined
+    finally:
+        watchdog.cancel()
+    return strategy
+
+
+def _all_reduce_once(strategy):
+    import tensorflow as tf
+    ones = strategy.run(lambda: tf.ones([]))
+    return float(strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None))
+
+
+def pretrain(args):
+    """The whole run (args validated); raises Gpt1Error on bad input before writing anything."""
+    from gpt1_tf.text_utils import TextEncoder
+    text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
+    check_output_folder(args.log_dir, "--log_dir")
+    check_output_folder(args.save_dir, "--save_dir")
+    tokens, cache_path, reused = corpus.tokenize_corpus(args.inputs, text_encoder, args.cache_dir)
+    n_train, n_valid = corpus.split_windows(len(tokens), args.n_ctx, args.valid_fraction, source=cache_path)
+    n_valid = min(n_valid, args.max_valid_windows)
+    n_batches = n_train // args.n_batch
+    if n_batches < 1:
+        raise Gpt1Error(f"{n_train} training windows make no batch of --n_batch {args.n_batch}")
+    model_cfg = model_config(args, len(text_encoder.encoder))
+    opt_cfg = opt_config(args, n_batches * args.n_iter)
+    strategy = start_cluster(args)
+    if args.n_batch % strategy.num_replicas_in_sync:
+        raise Gpt1Error(f"--n_batch {args.n_batch} does not split into {strategy.num_replicas_in_sync} replicas")
+    from gpt1_tf.pretraining import LMTrainer, describe, is_chief
+    trainer = LMTrainer(model_cfg, opt_cfg, strategy, args.seed)
+    run = PretrainRun(args, trainer, chief=is_chief(strategy))
+    run.say(describe(strategy))
+    run.say(f"corpus: {len(tokens)} tokens ({'cached' if reused else 'tokenized into'} {cache_path}): {n_train} "
+            f"training / {n_valid} held-out windows of {args.n_ctx}; {n_batches} updates of {args.n_batch} per epoch")
+    valid = corpus.window_ids(tokens, range(n_train, n_train + n_valid), args.n_ctx)
+    with run.hold():
+        for epoch in range(run.n_epochs, args.n_iter):
+            order = corpus.epoch_order(n_train, args.n_batch, args.seed, epoch)
+            for position, ids in run.epoch(tokens, order, strategy):
+                run.record(*trainer.train_step(ids))
+                n = trainer.n_updates
+                if n % args.eval_every == 0:
+                    run.evaluate(valid)
+                stop_now = args.stop_after_updates is not None and n >= args.stop_after_updates
+                if stop_now or n % args.save_every == 0:
+                    run.checkpoint(position + 1)
+                if stop_now:
+                    run.say(f"stopped after update {n}: continue with --resume")
+                    return trainer
+            run.end_epoch(valid)
+        run.write_shards()
+    return trainer
+
+
+class PretrainRun:
+    """What a pretraining run writes (the chief only): log, TensorBoard scalars, checkpoints, shards."""
+
+    def __init__(self, args, trainer, chief):
+        self.args, self.trainer, self.chief = args, trainer, chief
+        self.n_epochs, self.position, self.losses = 0, 0, []
+        self.log_path = os.path.join(args.log_dir, f"{args.desc}.jsonl")
+        ckpt_dir = os.path.join(args.save_dir, args.desc, "checkpoints")
+        parts = {"model": trainer.model, "optimizer": trainer.optimizer}
+        self.checkpointer = checkpoints.Checkpointer(ckpt_dir, parts, checkpoints.run_flags(args),
+                                                     n_updates_fn=lambda: trainer.n_updates)
+        self.logger = self.writer = self.lock = None
+
+    def say(self, line):
+        if self.chief:
+            print(line, flush=True)
+
+    def hold(self):
+        """Restore (--resume), then open the log and the TensorBoard writer (chief); a context manager."""
+        import contextlib
+        state = self._restore()
+        if not self.chief:
+            return contextlib.nullcontext()
+        from gpt1_tf.logs import ResultLogger
+        import tensorflow as tf
+        self.lock = FolderLock(os.path.join(self.args.save_dir, self.args.desc), "pretraining run").acquire()
+        if state is None:
+            self.checkpointer.start_fresh()
+        lines = state["log_lines"] if state else None
+        self.logger = ResultLogger(self.log_path, lines, **({} if lines else vars(self.args)))
+        self.writer = tf.summary.create_file_writer(os.path.join(self.args.log_dir, self.args.desc))
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.writer.flush()
+        self.lock.release()
+
+    def _restore(self):
+        if not self.args.resume:
+            return None
+        state = self.checkpointer.restore_latest()
+        if state is None:
+            raise Gpt1Error(f"--resume: no checkpoint in {self.checkpointer.ckpt_dir}")
+        self.n_epochs, self.position = state["n_epochs"], state["position"]
+        self.say(f"resumed from update {state['n_updates']} (epoch {self.n_epochs + 1}, batch {self.position})")
+        return state
+
+    def epoch(self, tokens, order, strategy):
+        """(position, distributed batch) of this epoch from where the run stands, with a progress bar."""
+        from tqdm import tqdm
+        n_ctx, start = self.args.n_ctx, self.position
+        rest = order[start:]
+
+        def dataset(ctx):
+            return corpus.batches(tokens, rest, n_ctx, pipeline=ctx.input_pipeline_id,
+                                  n_pipelines=ctx.num_input_pipelines,
+                                  per_replica=ctx.get_per_replica_batch_size(self.args.n_batch))
+
+        batches = strategy.distribute_datasets_from_function(dataset)
+        self.bar = tqdm(total=len(order), initial=start, desc=f"epoch {self.n_epochs + 1}/{self.args.n_iter}",
+                        ncols=100, leave=False, file=sys.stderr, disable=not self.chief)
+        for position, ids in enumerate(batches, start):
+            yield position, ids
+        self.bar.close()
+
+    def record(self, loss, norm, lr):
+        self.losses.append(loss)
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{loss:.3f}")
+        if self.chief:
+            import tensorflow as tf
+            with self.writer.as_default(step=self.trainer.n_updates):
+                tf.summary.scalar("train_loss", loss)
+                tf.summary.scalar("lr", lr)
+                tf.summary.scalar("grad_norm", norm)
+
+    def evaluate(self, valid):
+        """Held-out loss and perplexity, logged with the mean training loss since the last evaluation."""
+        va = self.trainer.evaluate(valid) if len(valid) else float("nan")
+        tr = sum(self.losses) / len(self.losses) if self.losses else float("nan")
+        self.losses = []
+        n = self.trainer.n_updates
+        if not self.chief:
+            return
+        self.logger.evaluation(n_epochs=self.n_epochs, n_updates=n, tr_cost=tr, va_cost=va, va_ppl=math.exp(va))
+        import tensorflow as tf
+        with self.writer.as_default(step=n):
+            tf.summary.scalar("va_cost", va)
+            tf.summary.scalar("va_ppl", math.exp(va))
+        self.bar.write(f"{self.n_epochs} {n} train loss {tr:.3f}  held-out loss {va:.3f}  perplexity {math.exp(va):.2f}")
+
+    def checkpoint(self, position):
+        if self.chief:
+            self.checkpointer.write(dict(n_updates=self.trainer.n_updates, n_epochs=self.n_epochs, position=position,
+                                         log_lines=self.logger.lines))
+
+    def end_epoch(self, valid):
+        self.position = 0
+        self.n_epochs += 1
+        self.evaluate(valid)
+        self.checkpoint(0)
+
+    def write_shards(self):
+        """The trained body as the original's shards (`params_*.npy`, `params_shapes.json`), whole or not at all."""
+        if not self.chief:
+            return
+        with atomic_folder(self.args.out, replace=True) as tmp:
+            pretrained.export_shards(self.trainer.model, tmp)
+        self.say(f"wrote {self.args.out} (the original's shards: train.py --model_dir {self.args.out})")
+
+
+def main(argv=None):
+    """`pretrain.py`'s entry point: one-line errors, exit 1, no traceback."""
+    args = build_parser().parse_args(argv)
+    from gpt1_tf.runtime import quiet_tensorflow
+    with quiet_tensorflow():
+        import tensorflow as tf
+        tf.config.list_logical_devices()
+    try:
+        validate(args)
+        tf.config.experimental.enable_op_determinism()  # same seed, same run (CPU and GPU)
+        pretrain(args)
+    except Gpt1Error as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except tf.errors.OpError as err:  # a collective that lost a worker, a peer that went away
+        first = str(err.message if hasattr(err, "message") else err).strip().splitlines()
+        print(f"error: the run stopped: {type(err).__name__}: {first[0] if first else ''} (a worker of the "
+              "cluster stopped or is unreachable?)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
