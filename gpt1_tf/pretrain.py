@@ -6,11 +6,9 @@ library parts: `gpt1_tf.corpus` (text -> cached tokens -> tf.data windows) and
 `gpt1_tf.pretraining` (strategies, the LM step). The defaults are the paper's recipe.
 """
 import argparse
-import json
 import math
 import os
 import sys
-import threading
 
 from gpt1_tf import checkpoints, corpus, pretrained
 from gpt1_tf.config import ACTIVATIONS, LR_SCHEDULES, MAX_N_CTX, MIN_N_CTX, ModelConfig, OptConfig
@@ -89,37 +87,16 @@ def opt_config(args, t_total):
 
 
 def start_cluster(args):
-    """The strategy; under TF_CONFIG, one line and exit 1 when the workers do not all join in time."""
-    from gpt1_tf.pretraining import make_strategy
+    """The strategy; under TF_CONFIG once every worker has joined (Gpt1Error after --cluster_timeout)."""
+    from gpt1_tf.pretraining import make_strategy, wait_for_cluster
+    from gpt1_tf.runtime import quiet_tensorflow
     config = os.environ.get("TF_CONFIG")
     if not config:
-        return make_strategy()
-    try:
-        peers = [a for job in json.loads(config)["cluster"].values() for a in job]
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise Gpt1Error("TF_CONFIG is not a cluster spec ({\"cluster\": {\"worker\": [...]}, \"task\": {...}})") from None
-
-    def give_up():
-        print(f"error: the cluster did not come up within {args.cluster_timeout:g} s: not every worker of "
-              f"{', '.join(peers)} joined (TF_CONFIG); start them all, or check the addresses", file=sys.stderr,
-              flush=True)
-        os._exit(1)
-
-    watchdog = threading.Timer(args.cluster_timeout, give_up)
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        strategy = make_strategy(args.collective_timeout)
-        _all_reduce_once(strategy)  # returns once every worker has joined
-    finally:
-        watchdog.cancel()
-    return strategy
-
-
-def _all_reduce_once(strategy):
-    import tensorflow as tf
-    ones = strategy.run(lambda: tf.ones([]))
-    return float(strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None))
+        with quiet_tensorflow():  # TensorFlow's device start-up lines
+            return make_strategy()
+    wait_for_cluster(config, args.cluster_timeout)
+    with quiet_tensorflow():
+        return make_strategy(args.collective_timeout)
 
 
 def pretrain(args):
@@ -140,6 +117,8 @@ def pretrain(args):
     if args.n_batch % strategy.num_replicas_in_sync:
         raise Gpt1Error(f"--n_batch {args.n_batch} does not split into {strategy.num_replicas_in_sync} replicas")
     from gpt1_tf.pretraining import LMTrainer, describe, is_chief
+    import keras
+    keras.utils.set_random_seed(args.seed)  # the initial weights: the same at any number of workers
     trainer = LMTrainer(model_cfg, opt_cfg, strategy, args.seed)
     run = PretrainRun(args, trainer, chief=is_chief(strategy))
     run.say(describe(strategy))
@@ -279,13 +258,23 @@ class PretrainRun:
         self.say(f"wrote {self.args.out} (the original's shards: train.py --model_dir {self.args.out})")
 
 
+def cluster_failure(err):
+    """One line for a TensorFlow error of a distributed run: which worker stopped, where TensorFlow says it."""
+    import re
+    text = str(getattr(err, "message", err))
+    tasks = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", text.split("unhealthy", 1)[-1])))
+    if "unhealthy" in text or "heartbeat" in text:
+        return f"a worker of the cluster stopped ({', '.join(tasks) or 'unknown'} stopped sending heartbeats)"
+    first = re.sub(r"\{\{[^}]*\}\}", "", text).strip().splitlines()
+    return f"{type(err).__name__}: {first[0] if first else ''} (a worker of the cluster stopped or is unreachable?)"
+
+
 def main(argv=None):
     """`pretrain.py`'s entry point: one-line errors, exit 1, no traceback."""
     args = build_parser().parse_args(argv)
     from gpt1_tf.runtime import quiet_tensorflow
     with quiet_tensorflow():
-        import tensorflow as tf
-        tf.config.list_logical_devices()
+        import tensorflow as tf  # devices untouched: a MultiWorkerMirroredStrategy must set them up itself
     try:
         validate(args)
         tf.config.experimental.enable_op_determinism()  # same seed, same run (CPU and GPU)
@@ -294,9 +283,7 @@ def main(argv=None):
         print(f"error: {err}", file=sys.stderr)
         return 1
     except tf.errors.OpError as err:  # a collective that lost a worker, a peer that went away
-        first = str(err.message if hasattr(err, "message") else err).strip().splitlines()
-        print(f"error: the run stopped: {type(err).__name__}: {first[0] if first else ''} (a worker of the "
-              "cluster stopped or is unreachable?)", file=sys.stderr)
+        print(f"error: the run stopped: {cluster_failure(err)}", file=sys.stderr)
         return 1
     return 0
 

@@ -12,7 +12,10 @@ gradients averaged (an all-reduce across workers), then, once, clipped by global
 by the original Adam, as the fine-tuning Trainer does. Dropout masks are stateless, seeded by
 (seed, update, replica). The same global batch gives the same update at any number of workers.
 """
+import json
 import os
+import socket
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -32,6 +35,66 @@ def make_strategy(collective_timeout=None):
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy([d.name for d in gpus])
     return tf.distribute.get_strategy()
+
+
+def cluster_of(tf_config):
+    """(this task's address, every other task's) of a TF_CONFIG string; Gpt1Error when it is not a cluster spec."""
+    try:
+        config = json.loads(tf_config)
+        addresses = [a for job in config["cluster"].values() for a in job]
+        me = config["cluster"][config["task"]["type"]][config["task"]["index"]]
+    except (ValueError, KeyError, TypeError, IndexError):
+        raise Gpt1Error("TF_CONFIG is not a cluster spec: {\"cluster\": {\"worker\": [\"host:port\", ...]}, "
+                        "\"task\": {\"type\": \"worker\", \"index\": i}}") from None
+    return me, [a for a in addresses if a != me]
+
+
+def _address(text):
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def wait_for_cluster(tf_config, timeout):
+    """Return once every task of TF_CONFIG is up, or raise Gpt1Error naming those that are not after `timeout` s.
+
+    Before TensorFlow starts its servers (its own wait has no useful limit), each task listens on
+    its TF_CONFIG address and connects to every other one; it is done when it has reached them all
+    and each of them has reached it. Then the sockets close and TensorFlow takes the ports.
+    """
+    me, peers = cluster_of(tf_config)
+    server = socket.create_server(("", _address(me)[1]), reuse_port=False)
+    server.settimeout(0.1)
+    heard, reached, deadline = set(), set(), time.time() + timeout
+    try:
+        while not (reached >= set(peers) and heard >= set(peers)) and time.time() < deadline:
+            heard |= _accept_one(server)
+            for peer in set(peers) - reached:
+                try:
+                    with socket.create_connection(_address(peer), timeout=0.2) as conn:
+                        conn.sendall(me.encode())
+                    reached.add(peer)
+                except OSError:
+                    pass
+    finally:
+        server.close()
+    missing = sorted(set(peers) - (reached & heard))
+    if missing:
+        raise Gpt1Error(f"the cluster did not come up within {timeout:g} s: no answer from {', '.join(missing)} "
+                        "(TF_CONFIG); start every worker, or check the addresses and --cluster_timeout")
+
+
+def _accept_one(server):
+    """The address a peer sent, if one connected within the server's timeout."""
+    try:
+        conn, _ = server.accept()
+    except socket.timeout:
+        return set()
+    with conn:
+        conn.settimeout(2)
+        try:
+            return {conn.recv(256).decode(errors="replace")}
+        except OSError:
+            return set()
 
 
 def is_chief(strategy):
