@@ -15,6 +15,9 @@ from gpt1_tf.config import ACTIVATIONS, LR_SCHEDULES, MAX_N_CTX, MIN_N_CTX, Mode
 from gpt1_tf.errors import Gpt1Error
 from gpt1_tf.files import FolderLock, atomic_folder, check_output_folder
 
+# flags a --resume may change besides train.py's (checkpoints.RESUME_FREE): how often, how long to wait
+RESUME_FREE = ("eval_every", "cluster_timeout", "collective_timeout", "cache_dir")
+
 
 def build_parser():
     p = argparse.ArgumentParser(prog="pretrain.py", description="Pretrain GPT-1's language model on raw text "
@@ -110,7 +113,8 @@ def pretrain(args):
     n_valid = min(n_valid, args.max_valid_windows)
     n_batches = n_train // args.n_batch
     if n_batches < 1:
-        raise Gpt1Error(f"{n_train} training windows make no batch of --n_batch {args.n_batch}")
+        raise Gpt1Error(f"{', '.join(args.inputs)}: {len(tokens)} tokens, {n_train} training windows of n_ctx "
+                        f"{args.n_ctx}: not one batch of --n_batch {args.n_batch} (add text, or lower them)")
     model_cfg = model_config(args, len(text_encoder.encoder))
     opt_cfg = opt_config(args, n_batches * args.n_iter)
     strategy = start_cluster(args)
@@ -153,8 +157,8 @@ class PretrainRun:
         self.log_path = os.path.join(args.log_dir, f"{args.desc}.jsonl")
         ckpt_dir = os.path.join(args.save_dir, args.desc, "checkpoints")
         parts = {"model": trainer.model, "optimizer": trainer.optimizer}
-        self.checkpointer = checkpoints.Checkpointer(ckpt_dir, parts, checkpoints.run_flags(args),
-                                                     n_updates_fn=lambda: trainer.n_updates)
+        flags = {k: v for k, v in checkpoints.run_flags(args).items() if k not in RESUME_FREE}
+        self.checkpointer = checkpoints.Checkpointer(ckpt_dir, parts, flags, n_updates_fn=lambda: trainer.n_updates)
         self.logger = self.writer = self.lock = None
 
     def say(self, line):

@@ -115,7 +115,7 @@ def describe(strategy):
         workers = len(resolver.cluster_spec().as_dict().get("worker", [])) + ("chief" in resolver.cluster_spec().jobs)
         return f"replicas: {n} on {workers} workers ({resolver.task_type} {resolver.task_id} here)"
     if n > 1:
-        return f"replicas: {n} GPUs (MirroredStrategy)"
+        return f"replicas: {n} devices on this machine (MirroredStrategy)"
     return "replicas: 1 (this machine)"
 
 

@@ -26,8 +26,11 @@ def free_ports(n):
             s.close()
 
 
-def start_workers(n, args, cwd, *, ports=None, only=None, env=None):
-    """Popen of pretrain.py for each worker index (or those in `only`), stdout/stderr to files in cwd."""
+def start_workers(n, args, cwd, *, ports=None, only=None, env=None, per_worker=None):
+    """Popen of pretrain.py for each worker index (or those in `only`), stdout/stderr to files in cwd.
+
+    `per_worker` {index: [args]} appends arguments for one worker (its own folders, say).
+    """
     ports = ports or free_ports(n)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
@@ -35,7 +38,7 @@ def start_workers(n, args, cwd, *, ports=None, only=None, env=None):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
         out, err = (open(os.path.join(cwd, f"worker{i}.{kind}"), "w") for kind in ("out", "err"))
         proc = subprocess.Popen(
-            [sys.executable, os.path.join(REPO, "pretrain.py"), *args], cwd=cwd, stdout=out, stderr=err,
+            [sys.executable, os.path.join(REPO, "pretrain.py"), *args, *(per_worker or {}).get(i, [])], cwd=cwd, stdout=out, stderr=err,
             env=_env(tf_config, env),
             start_new_session=True)
         proc.files = (out, err)

@@ -228,6 +228,22 @@ class GenerateCliTest(tf.test.TestCase):
             f.write(b"caf\xe9\n")
         self.assert_one_line_error(self.run_main("--score", path), path, "UTF-8")
 
+    def test_a_fine_tuned_params_file(self):
+        # a best_params.jl (with its head file) of a model of the fixture's size: greedy tokens of its LM
+        from gpt1_tf import hf
+        weights = hf.read(HF_BARE)
+        model = model_of(weights, n_ctx=40)
+        path = os.path.join(tempfile.mkdtemp(), "best_params.jl")
+        pretrained.save_params(path, pretrained.get_params(model), model.cfg)
+        code, out, err = self.run_main("--params", path, "--n_head", "4", "--greedy", "--length", "6",
+                                       "--prompt", "the cat sat")
+        self.assertEqual(code, 0, err)
+        from gpt1_tf.text_utils import TextEncoder
+        enc = TextEncoder()
+        ids = enc.encode(["the cat sat"], verbose=False)[0]
+        want = Generator(model).generate(ids, 6)[0]
+        self.assertEqual(out.splitlines()[1], enc.decode(list(ids) + list(want)))
+
     def test_score_prints_tokens_loss_and_perplexity(self):
         path = os.path.join(tempfile.mkdtemp(), "a.txt")
         with open(path, "w") as f:

@@ -115,6 +115,21 @@ class ReproducibleTest(unittest.TestCase):
                         self.assertEqual(a.read(), b.read(), os.path.join(folder, name))
 
 
+    def test_pretraining_corpus_is_rewritten_byte_for_byte(self):
+        spec = importlib.util.spec_from_file_location("make_pretrain_sample",
+                                                      os.path.join(DATASETS, "make_pretrain_sample.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        with tempfile.TemporaryDirectory() as out:
+            module.main(out)
+            names = sorted(os.listdir(out))
+            self.assertEqual(names, sorted(os.listdir(os.path.join(DATASETS, "pretrain_sample"))))
+            for name in names:
+                with open(os.path.join(out, name), "rb") as a, \
+                        open(os.path.join(DATASETS, "pretrain_sample", name), "rb") as b:
+                    self.assertEqual(a.read(), b.read(), name)
+
+
 class ReadTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
