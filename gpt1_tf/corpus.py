@@ -69,7 +69,7 @@ def _encode(files, texts, text_encoder):
     lines = [(i, line) for i, text in enumerate(texts) for line in text.splitlines() if line.strip()]
     parts, batch = [], 2048
     with tqdm(total=len(lines), desc="tokenizing the corpus", unit="line", ncols=100, file=sys.stderr,
-              disable=None) as bar:
+              leave=False) as bar:
         for start in range(0, len(lines), batch):
             chunk = [line for _, line in lines[start:start + batch]]
             parts.extend(np.asarray(ids, np.int64) for ids in text_encoder.encode(chunk, verbose=False))
