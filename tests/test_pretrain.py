@@ -48,10 +48,12 @@ def small_corpus(directory, n_lines=120):
 
 
 def run_main(*args):
+    """pretrain.main in this process: (exit code, stdout, stderr without the progress bars)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = pretrain.main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
+    lines = [line for line in err.getvalue().replace("\r", "\n").splitlines() if line.strip() and "%|" not in line]
+    return code, out.getvalue(), "\n".join(lines) + "\n"
 
 
 def shards_of(work, desc="pretrain"):
