@@ -102,19 +102,28 @@ def start_cluster(args):
         return make_strategy(args.collective_timeout)
 
 
+def load_corpus(args, text_encoder):
+    """The token array, its (training, held-out) window counts, the updates per epoch, and a line about it."""
+    tokens, cache_path, reused = corpus.tokenize_corpus(args.inputs, text_encoder, args.cache_dir)
+    sources = ", ".join(args.inputs)
+    n_train, n_valid = corpus.split_windows(len(tokens), args.n_ctx, args.valid_fraction, source=sources)
+    n_valid = min(n_valid, args.max_valid_windows)
+    n_batches = n_train // args.n_batch
+    if n_batches < 1:
+        raise Gpt1Error(f"{sources}: {len(tokens)} tokens, {n_train} training windows of n_ctx {args.n_ctx}: "
+                        f"not one batch of --n_batch {args.n_batch} (add text, or lower them)")
+    line = (f"corpus: {len(tokens)} tokens ({'cached' if reused else 'tokenized into'} {cache_path}): {n_train} "
+            f"training / {n_valid} held-out windows of {args.n_ctx}; {n_batches} updates of {args.n_batch} per epoch")
+    return tokens, n_train, n_valid, n_batches, line
+
+
 def pretrain(args):
     """The whole run (args validated); raises Gpt1Error on bad input before writing anything."""
     from gpt1_tf.text_utils import TextEncoder
     text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
     check_output_folder(args.log_dir, "--log_dir")
     check_output_folder(args.save_dir, "--save_dir")
-    tokens, cache_path, reused = corpus.tokenize_corpus(args.inputs, text_encoder, args.cache_dir)
-    n_train, n_valid = corpus.split_windows(len(tokens), args.n_ctx, args.valid_fraction, source=cache_path)
-    n_valid = min(n_valid, args.max_valid_windows)
-    n_batches = n_train // args.n_batch
-    if n_batches < 1:
-        raise Gpt1Error(f"{', '.join(args.inputs)}: {len(tokens)} tokens, {n_train} training windows of n_ctx "
-                        f"{args.n_ctx}: not one batch of --n_batch {args.n_batch} (add text, or lower them)")
+    tokens, n_train, n_valid, n_batches, corpus_line = load_corpus(args, text_encoder)
     model_cfg = model_config(args, len(text_encoder.encoder))
     opt_cfg = opt_config(args, n_batches * args.n_iter)
     strategy = start_cluster(args)
@@ -126,8 +135,7 @@ def pretrain(args):
     trainer = LMTrainer(model_cfg, opt_cfg, strategy, args.seed)
     run = PretrainRun(args, trainer, chief=is_chief(strategy))
     run.say(describe(strategy))
-    run.say(f"corpus: {len(tokens)} tokens ({'cached' if reused else 'tokenized into'} {cache_path}): {n_train} "
-            f"training / {n_valid} held-out windows of {args.n_ctx}; {n_batches} updates of {args.n_batch} per epoch")
+    run.say(corpus_line)
     valid = corpus.window_ids(tokens, range(n_train, n_train + n_valid), args.n_ctx)
     with run.hold():
         for epoch in range(run.n_epochs, args.n_iter):
