@@ -46,12 +46,6 @@ if importlib.util.find_spec("gpt1_tf") is None:  # not installed: the checkout t
 
 from gpt1_tf import tokens  # noqa: E402 (after the path set-up; the standard library only, no TensorFlow)
 
-# The original TF1 code on the project's 2-core CPU, full model, 8 stories per update: 9.9 s per
-# update, peak RSS 5.7 GB (measured once, not on the day of our runs: BENCHMARKS.md).
-TF1_REFERENCE_TRAIN_STEP_S = 9.9
-TF1_REFERENCE_PEAK_RSS_MB = 5.7 * 1024
-
-
 def synthetic_batches(n_steps, n_batch, *, n_ctx=77, n_vocab=40478, seed=0):
     """Story Cloze-like batches, shaped as `transform_roc` builds them.
 
@@ -329,13 +323,6 @@ def main(argv=None):
         import tensorflow as tf
     res["tf_version"] = tf.__version__
     res["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    full = (args.task, args.n_layer, args.n_embd, args.n_head, int(X.shape[3]), args.n_vocab, int(X.shape[1])) == (
-        "rocstories", 12, 768, 12, 77, 40478, 8)
-    if full:
-        res["speedup_vs_tf1_reference"] = round(TF1_REFERENCE_TRAIN_STEP_S / res["train_step_s"], 3)
-        res["tf1_reference_note"] = (f"constant (BENCHMARKS.md): original TF1 code {TF1_REFERENCE_TRAIN_STEP_S} s/step, "
-                                     f"peak RSS {TF1_REFERENCE_PEAK_RSS_MB:.0f} MB on the project's 2-core CPU, "
-                                     "measured once, not on the day of this run")
     print(json.dumps(res))
     return 0
 
