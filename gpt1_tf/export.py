@@ -24,7 +24,7 @@ from gpt1_tf import hf, pretrained
 from gpt1_tf.config import ACTIVATIONS
 from gpt1_tf.errors import DataError, Gpt1Error
 from gpt1_tf.text_utils import DEFAULT_BPE_PATH, DEFAULT_ENCODER_PATH
-from gpt1_tf.weights import Weights, config_of_params, from_params, model_config
+from gpt1_tf.weights import Weights, config_of_params, from_params, model_config, with_flags
 
 FORMATS = ("hf", "shards", "keras", "saved_model")
 
@@ -80,17 +80,12 @@ def read_source(args):
             "no such file or folder" if not os.path.exists(args.source) else "not a .jl or .keras file")
         raise DataError(args.source, f"{what}: expected original shards, a HuggingFace folder, a best_params.jl "
                                      "or a .keras file")
-    weights = READERS[kind](args.source)
-    said = os.path.join(args.source, "config.json") if kind == "hf" else args.source  # what says the shapes
-    for name in ("n_head", "afn", "n_embd", "n_layer"):
-        given, found = getattr(args, name), getattr(weights, name)
-        if found is None:
-            setattr(weights, name, given or {"n_head": 12, "afn": "gelu"}[name])
-        elif given is not None and given != found:
-            raise DataError(said, f"{name} is {found}, --{name} says {given}")
-    if weights.n_embd % weights.n_head:
-        raise Gpt1Error(f"--n_head {weights.n_head} does not divide n_embd {weights.n_embd} of {args.source}")
-    return weights
+    return with_flags(READERS[kind](args.source), said_by(args.source, kind), args)
+
+
+def said_by(path, kind):
+    """The file that says a source's sizes: a HuggingFace folder's config.json, else the source itself."""
+    return os.path.join(path, hf.CONFIG) if kind == "hf" else path
 
 
 def _read_params(path):

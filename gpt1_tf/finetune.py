@@ -94,16 +94,16 @@ def load_inputs(args):
     """
     from gpt1_tf import task_inputs
     from gpt1_tf.text_utils import TextEncoder
-    from gpt1_tf.export import read_pretrained
+    from gpt1_tf.export import read_pretrained, said_by
     text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
     data = task_inputs.load(args, text_encoder)
     if args.n_transfer < 0 or args.resume:
         return data, None, text_encoder
     weights = read_pretrained(args.model_dir)
-    if weights.n_head is not None:  # the folder's config.json says what the model is
-        from gpt1_tf import hf
-        hf.check_config(os.path.join(args.model_dir, hf.CONFIG), n_embd=args.n_embd, n_head=args.n_head,
-                        n_layer=args.n_layer, afn=args.afn)
+    if weights.n_head is not None:  # a HuggingFace folder: its config.json says what the model is
+        from gpt1_tf.weights import check_flags
+        check_flags(weights, said_by(args.model_dir, "hf"), n_embd=args.n_embd, n_head=args.n_head,
+                    n_layer=args.n_layer, afn=args.afn)
     return data, weights, text_encoder
 
 

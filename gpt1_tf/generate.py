@@ -54,11 +54,14 @@ def validate(args):
 def load_model(args):
     """The TransformerModel of --model_dir or --params (all the positions the weights have, at most 512)."""
     from gpt1_tf import export
-    source = args.params or args.model_dir
-    if args.params is None:
-        export.read_pretrained(args.model_dir)  # a missing folder: the weights help, not a format list
-    spec = SimpleNamespace(source=source, n_head=args.n_head, afn=args.afn, n_embd=None, n_layer=None, n_ctx=None)
-    return export.build_model(export.read_source(spec), spec)
+    spec = SimpleNamespace(source=args.params or args.model_dir, n_head=args.n_head, afn=args.afn, n_embd=None,
+                           n_layer=None, n_ctx=None)
+    if args.params is None:  # shards or HF; a missing folder gets the weights help, not a format list
+        weights = export.with_flags(export.read_pretrained(args.model_dir),
+                                    export.said_by(args.model_dir, export.kind_of(args.model_dir)), spec)
+    else:
+        weights = export.read_source(spec)
+    return export.build_model(weights, spec)
 
 
 def run_generate(args, model, sampling, text_encoder):

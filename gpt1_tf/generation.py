@@ -21,6 +21,7 @@ from gpt1_tf import ops, tokens
 from gpt1_tf.config import Sampling
 from gpt1_tf.errors import Gpt1Error
 from gpt1_tf.heads import next_token_losses, token_logits
+from gpt1_tf.model import with_positions
 
 SCORE_STRIDE_FRACTION = 2  # sliding windows advance by n_ctx // 2 tokens
 
@@ -70,7 +71,7 @@ class Generator:
         w = ops.to_dtype(tf.matmul(q, cache_kv[0], transpose_b=True), tf.float32)  # [B, H, S, C]
         w = w * tf.math.rsqrt(tf.cast(ops.shape_list(v)[-1], w.dtype))
         visible = tf.cast(tf.range(n_ctx)[None, :] <= (t0 + tf.range(S))[:, None], w.dtype)  # [S, C]
-        w = tf.nn.softmax(w * visible + tf.cast(-1e9, w.dtype) * (1 - visible))
+        w = tf.nn.softmax(ops.mask_with(w, visible))
         a = ops.merge_heads(tf.matmul(ops.to_dtype(w, v.dtype), cache_kv[1]))
         return attn.c_proj(a), cache_kv
 
@@ -162,9 +163,8 @@ def token_losses(model, ids, stride=None):
     cfg, ids = model.cfg, np.asarray(ids, np.int32)
     losses = []
     for start, end, first in windows(len(ids), cfg.n_ctx, stride):
-        x = ids[start:end]
-        X = np.stack([x, tokens.position_id(cfg.n_vocab, np.arange(len(x)), cfg.n_special)], -1)[None]
-        h, we = model.transformer.hidden(tf.constant(X))
-        nll = next_token_losses(h, we, tf.constant(x[None]), cfg.n_vocab)[0].numpy()
+        x = tf.constant(ids[None, start:end])
+        h, we = model.transformer.hidden(with_positions(x, cfg))
+        nll = next_token_losses(h, we, x, cfg.n_vocab)[0].numpy()
         losses.append(nll[first - start - 1:])
     return np.concatenate(losses)

@@ -97,16 +97,6 @@ def read_config(path):
     return config
 
 
-def check_config(path, **wanted):
-    """Refuse a config.json that disagrees with the run's flags (e.g. n_embd=768), naming the first mismatch."""
-    config = read_config(path)
-    for name, value in wanted.items():
-        found = AFN_FROM_HF[config[name]] if name == "afn" else config[name]
-        if found != value:
-            raise DataError(path, f"{name} is {config[name]}, the run has --{name} {value}: "
-                                  f"pass --{name} {found} (or another model)")
-
-
 def _load_tensors(path):
     from safetensors import SafetensorError
     from safetensors.numpy import load_file

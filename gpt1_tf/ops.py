@@ -79,6 +79,11 @@ def mask_attn_weights(w, pool=None):
         b = tf.reshape(tf.linalg.band_part(tf.ones([n, n], dtype=w.dtype), -1, 0), [1, 1, n, n])
     else:
         b = tf.reshape(tf.cast(tf.range(n)[None, :] <= pool[:, None], w.dtype), [-1, 1, 1, n])
+    return mask_with(w, b)
+
+
+def mask_with(w, b):
+    """The original's multiplicative mask: w where b is 1, -1e9 where it is 0 (b 0/1, broadcast to w)."""
     return w * b + tf.cast(-1e9, w.dtype) * (1 - b)
 
 

@@ -73,7 +73,7 @@ def validate(args):
         raise Gpt1Error(f"--valid_fraction must be in [0, 1), got {args.valid_fraction}")
     args.cache_dir = args.cache_dir or os.path.join(args.save_dir, "token_cache")
     args.out = args.out or os.path.join(args.save_dir, args.desc, "model")
-    model_config(args, n_vocab=40478)  # each config checks its own fields
+    model_config(args, n_vocab=ModelConfig.n_vocab)  # each config checks its own fields
     opt_config(args, t_total=1)
 
 

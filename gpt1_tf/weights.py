@@ -1,4 +1,4 @@
-"""A GPT-1's weights whatever file they came from, and the one place that tells the sources apart.
+"""A GPT-1's weights whatever file they came from, and their checks against a run's flags.
 
 `Weights` holds the original shard list (positions, tokens, then 12 arrays per layer in the
 original's shapes) and what a fine-tuned model adds: the special-token rows and the classifier.
@@ -20,7 +20,7 @@ from gpt1_tf import pretrained, tokens
 from gpt1_tf.config import ModelConfig
 from gpt1_tf.errors import DataError, Gpt1Error
 
-N_VOCAB = 40478  # the BPE vocabulary of encoder_bpe_40000.json
+N_VOCAB = ModelConfig.n_vocab  # the BPE vocabulary of encoder_bpe_40000.json
 
 
 @dataclasses.dataclass
@@ -61,6 +61,36 @@ class Weights:
         return self.shards[2:]
 
 
+# what a source may say about itself, and the flags a run may give for it (ModelConfig's defaults)
+SAID_BY_WEIGHTS = ("n_embd", "n_head", "n_layer", "afn")
+
+
+def check_flags(weights, said, **flags):
+    """Refuse a flag (n_embd=768, ...) that disagrees with what the weights say, naming `said` and the first.
+
+    A flag that is None, or a value the weights do not say (None), is not checked.
+    """
+    for name, value in flags.items():
+        found = getattr(weights, name)
+        if value is not None and found is not None and value != found:
+            raise DataError(said, f"{name} is {found}, --{name} says {value}: pass --{name} {found} "
+                                  "(or other weights)")
+
+
+def with_flags(weights, said, flags):
+    """`weights` checked against `flags` (an object with SAID_BY_WEIGHTS), n_head and afn filled where unsaid.
+
+    What neither says takes ModelConfig's default (12 heads, gelu).
+    """
+    check_flags(weights, said, **{name: getattr(flags, name) for name in SAID_BY_WEIGHTS})
+    for name in ("n_head", "afn"):
+        if getattr(weights, name) is None:
+            setattr(weights, name, getattr(flags, name) or getattr(ModelConfig, name))
+    if weights.n_embd % weights.n_head:
+        raise Gpt1Error(f"{said}: n_head {weights.n_head} does not divide n_embd {weights.n_embd}")
+    return weights
+
+
 def from_params(arrays, cfg):
     """Weights of a model's parameter list (original order: we, layers, clf/w, clf/b) for `cfg`."""
     we = np.asarray(arrays[0])
@@ -86,16 +116,16 @@ def to_params(weights, cfg):
     return [we] + list(weights.layers) + clf
 
 
-def model_config(weights, *, n_head=12, n_ctx=None, afn="gelu", **kwargs):
-    """The ModelConfig of a model holding `weights`; n_head and afn when the weights do not say them.
+def model_config(weights, *, n_ctx=None, **kwargs):
+    """The ModelConfig of a model holding `weights` (n_head and afn: the weights', else ModelConfig's defaults).
 
     n_ctx defaults to the rows of the position table; the head is the weights' (multiple choice,
     the original's, when they have none). The dropouts are the original's unless given.
     """
     head = weights.head or {"task_format": "multiple_choice", "n_classes": 0}
     return ModelConfig(n_vocab=weights.tokens.shape[0], n_ctx=n_ctx or weights.positions.shape[0],
-                       n_embd=weights.n_embd, n_head=weights.n_head or n_head, n_layer=weights.n_layer,
-                       afn=weights.afn or afn, **head, **kwargs)
+                       n_embd=weights.n_embd, n_head=weights.n_head or ModelConfig.n_head, n_layer=weights.n_layer,
+                       afn=weights.afn or ModelConfig.afn, **head, **kwargs)
 
 
 def config_of_params(arrays, path, n_vocab=N_VOCAB):
