@@ -249,3 +249,16 @@ def forward_and_grads(model, X, M, Y, *, training, seed=None, **options):
         loss = tf.reduce_sum(clf * w[: tf.size(clf)]) + tf.reduce_sum(lm * w) * 0.3
     grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.params_in_order())]
     return [logits, clf, lm] + grads
+
+
+def assert_same_step(test, ref, fast, X, M, Y, *, grads=True, tol=1e-5):
+    """Two Trainers give the same clf losses, global norm and gradients of one step (if `grads`), and evaluation."""
+    if grads:
+        g_ref, clf_ref, norm_ref = ref.compute_gradients(X, M, Y, 3)
+        g, clf, norm = fast.compute_gradients(X, M, Y, 3)
+        test.assertAllClose(clf, clf_ref, atol=tol, rtol=0)
+        test.assertAllClose(norm, norm_ref, atol=tol, rtol=0)
+        for a, b in zip(g, g_ref):
+            test.assertAllClose(a, b, atol=tol, rtol=0)
+    for a, b in zip(fast.eval_batch(X, M, Y), ref.eval_batch(X, M, Y)):
+        test.assertAllClose(a, b, atol=tol, rtol=0)

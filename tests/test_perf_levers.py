@@ -10,7 +10,7 @@ gradients of every parameter (abs 1e-5), on padded batches of unequal lengths, w
 import numpy as np
 import tensorflow as tf
 
-from helpers import N_CTX, N_VOCAB, forward_and_grads, randomised, story_batch
+from helpers import N_CTX, N_VOCAB, assert_same_step, forward_and_grads, randomised, story_batch
 from gpt1_tf import packing
 from gpt1_tf.config import ModelConfig, OptConfig, StepConfig
 from gpt1_tf.model import TransformerModel
@@ -165,16 +165,7 @@ class TrainerTest(tf.test.TestCase):
         return ref, fast
 
     def assert_same_step(self, ref, fast, X, M, Y, *, grads=True):
-        """Same clf losses, global norm and gradients of one step (if `grads`), same evaluation."""
-        if grads:
-            g_ref, clf_ref, norm_ref = ref.compute_gradients(X, M, Y, 3)
-            g, clf, norm = fast.compute_gradients(X, M, Y, 3)
-            self.assertAllClose(clf, clf_ref, atol=TOL, rtol=0)
-            self.assertAllClose(norm, norm_ref, atol=TOL, rtol=0)
-            for a, b in zip(g, g_ref):
-                self.assertAllClose(a, b, atol=TOL, rtol=0)
-        for a, b in zip(fast.eval_batch(X, M, Y), ref.eval_batch(X, M, Y)):
-            self.assertAllClose(a, b, atol=TOL, rtol=0)
+        assert_same_step(self, ref, fast, X, M, Y, grads=grads, tol=TOL)
 
     def test_default_path_gradients_and_eval(self):
         X, M, Y = story_batch(np.random.RandomState(7), 4)

@@ -98,15 +98,15 @@ def option_words_alone(vocabulary):
 
 
 class ReproducibleTest(unittest.TestCase):
-    def test_generator_rewrites_the_bundled_files_byte_for_byte(self):
-        spec = importlib.util.spec_from_file_location("make_task_samples",
-                                                      os.path.join(DATASETS, "make_task_samples.py"))
+    def assert_rewrites(self, script, folders, into=""):
+        """datasets/<script>'s main(out) writes `folders` (under out/`into`) as bundled, byte for byte."""
+        spec = importlib.util.spec_from_file_location(script[:-3], os.path.join(DATASETS, script))
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         with tempfile.TemporaryDirectory() as out:
-            module.main(out)
-            self.assertEqual(sorted(os.listdir(out)), sorted(FOLDERS))
-            for folder in FOLDERS:
+            module.main(os.path.join(out, into))
+            self.assertEqual(sorted(os.listdir(out)), sorted(folders))
+            for folder in folders:
                 names = files_under(os.path.join(out, folder))
                 self.assertEqual(names, files_under(os.path.join(DATASETS, folder)), folder)
                 for name in names:
@@ -114,20 +114,11 @@ class ReproducibleTest(unittest.TestCase):
                             open(os.path.join(DATASETS, folder, name), "rb") as b:
                         self.assertEqual(a.read(), b.read(), os.path.join(folder, name))
 
+    def test_generator_rewrites_the_bundled_files_byte_for_byte(self):
+        self.assert_rewrites("make_task_samples.py", FOLDERS)
 
     def test_pretraining_corpus_is_rewritten_byte_for_byte(self):
-        spec = importlib.util.spec_from_file_location("make_pretrain_sample",
-                                                      os.path.join(DATASETS, "make_pretrain_sample.py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        with tempfile.TemporaryDirectory() as out:
-            module.main(out)
-            names = sorted(os.listdir(out))
-            self.assertEqual(names, sorted(os.listdir(os.path.join(DATASETS, "pretrain_sample"))))
-            for name in names:
-                with open(os.path.join(out, name), "rb") as a, \
-                        open(os.path.join(DATASETS, "pretrain_sample", name), "rb") as b:
-                    self.assertEqual(a.read(), b.read(), name)
+        self.assert_rewrites("make_pretrain_sample.py", ["pretrain_sample"], into="pretrain_sample")
 
 
 class ReadTest(unittest.TestCase):

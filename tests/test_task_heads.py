@@ -13,7 +13,8 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from helpers import N_CTX, N_VOCAB, final_checkpoint_arrays, forward_and_grads, randomised, run_train
+from helpers import (N_CTX, N_VOCAB, assert_same_step, final_checkpoint_arrays, forward_and_grads, randomised,
+                     run_train)
 from gpt1_tf import metrics
 from gpt1_tf.config import ModelConfig, OptConfig, StepConfig
 from gpt1_tf.model import TransformerModel
@@ -188,13 +189,7 @@ class LeverPerFormatTest(tf.test.TestCase):
                 for p, q in zip(fast.params, ref.params):
                     p.assign(q)
                 X, M, Y = batch(rng, task_format, n_classes)
-                g_ref, clf_ref, _ = ref.compute_gradients(X, M, Y, 3)
-                g, clf, _ = fast.compute_gradients(X, M, Y, 3)
-                self.assertAllClose(clf, clf_ref, atol=TOL, rtol=0)
-                for a, b in zip(g, g_ref):
-                    self.assertAllClose(a, b, atol=TOL, rtol=0)
-                for a, b in zip(fast.eval_batch(X, M, Y), ref.eval_batch(X, M, Y)):
-                    self.assertAllClose(a, b, atol=TOL, rtol=0)
+                assert_same_step(self, ref, fast, X, M, Y, tol=TOL)
 
 
     def test_xla_step_equals_the_original_mode(self):
