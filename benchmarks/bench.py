@@ -45,6 +45,7 @@ if importlib.util.find_spec("gpt1_tf") is None:  # not installed: the checkout t
     sys.path.append(REPO)
 
 from gpt1_tf import tokens  # noqa: E402 (after the path set-up; the standard library only, no TensorFlow)
+import machine  # noqa: E402 (this script's folder is on sys.path)
 
 def synthetic_batches(n_steps, n_batch, *, n_ctx=77, n_vocab=40478, seed=0):
     """Story Cloze-like batches, shaped as `transform_roc` builds them.
@@ -121,7 +122,11 @@ def build_parser():
     p.add_argument("--n_ctx", type=int, default=77)
     p.add_argument("--n_vocab", type=int, default=40478)
     p.add_argument("--n_batch", type=int, default=8, help="stories per tower (global batch n_batch*n_gpu)")
-    p.add_argument("--n_gpu", type=int, default=1, help="towers (logical devices on a CPU)")
+    p.add_argument("--n_gpu", type=int, default=1,
+                   help="towers (one per GPU when there are enough, else in sequence on one device, as train.py)")
+    p.add_argument("--mirrored", action="store_true",
+                   help="CPU: run the towers as MirroredStrategy replicas on n_gpu logical CPU devices (the earlier "
+                        "placement, a copy of the model and Adam state each) instead of in sequence")
     p.add_argument("--pdrop", type=float, default=0.1, help="every dropout rate (the original's 0.1)")
     p.add_argument("--lm_coef", type=float, default=0.5)
     p.add_argument("--xla", action="store_true",
@@ -175,7 +180,12 @@ def run_mode(args, mode):
             tf.config.threading.set_intra_op_parallelism_threads(args.threads)
             tf.config.threading.set_inter_op_parallelism_threads(args.threads)
         from gpt1_tf.devices import make_strategy, setup_towers
-        devices, _ = setup_towers(args.n_gpu)
+        if args.mirrored:  # the earlier placement: n_gpu logical CPU devices, a replica (and a model copy) each
+            tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+                                                       [tf.config.LogicalDeviceConfiguration()] * args.n_gpu)
+            devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        else:
+            devices, _ = setup_towers(args.n_gpu)
     from gpt1_tf.config import ModelConfig, OptConfig, StepConfig
     from gpt1_tf.runtime import tune_malloc
     from gpt1_tf.trainer import Trainer
@@ -196,7 +206,8 @@ def run_mode(args, mode):
         step_cfg = StepConfig(xla=args.xla, fused_apply=None if args.jit_apply is None else bool(args.jit_apply))
         if not args.no_malloc_tuning:
             tune_malloc()  # before the model's tensors are allocated
-    trainer = Trainer(model_cfg, opt_cfg, step_cfg, strategy=make_strategy(devices), lm_coef=args.lm_coef)
+    trainer = Trainer(model_cfg, opt_cfg, step_cfg, strategy=make_strategy(devices), lm_coef=args.lm_coef,
+                      n_towers=args.n_gpu)
     S = len(X)
 
     def timed_train(i):
@@ -206,7 +217,7 @@ def run_mode(args, mode):
         grads, _, norm = trainer.compute_gradients(x, m, y, i)
         float(norm)
         t1 = time.perf_counter()
-        trainer.apply_gradients(grads)
+        trainer.apply_gradients(grads, norm)
         trainer.n_updates  # reads a variable the update wrote: the update has run
         t2 = time.perf_counter()
         return t2 - t0, t1 - t0, t2 - t1, time.process_time() - c0
@@ -282,9 +293,10 @@ def main(argv=None):
         "task": args.task,
         "model": {"n_layer": args.n_layer, "n_embd": args.n_embd, "n_head": args.n_head, "n_ctx": int(X.shape[3]),
                   "n_vocab": args.n_vocab, "stories_per_update": int(X.shape[1]), "n_gpu": args.n_gpu},
+        "towers": "mirrored replicas on logical CPUs" if args.mirrored else "train.py's placement (devices.setup_towers)",
         "batches": args.batches or f"synthetic (benchmarks/bench.py {'synthetic_sst2_batches' if args.task == 'sst2' else 'synthetic_batches'})",
         "mean_seq_len": round(float(M.sum(-1).mean()), 2),
-        "steps": args.steps, "warmup": args.warmup, "cpus": os.cpu_count(),
+        "steps": args.steps, "warmup": args.warmup, "cpu": machine.cpu(), "cpus": os.cpu_count(),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
     }
     if args.mode != "both":

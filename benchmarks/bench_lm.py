@@ -19,7 +19,6 @@ Prints one JSON line, with the CPU model.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -32,18 +31,9 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import machine  # noqa: E402 (this script's folder, on the path above)
+
 N_VOCAB = 40478
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def build_model(args, n_ctx):
@@ -158,7 +148,7 @@ def main():
         args.peer_venv = bench_peer.PEER_VENV_DEFAULT
     model = build_model(args, n_ctx=512)
     prompt = np.random.RandomState(1).randint(0, N_VOCAB, args.prompt_tokens).tolist()
-    result = {"cpu": cpu_model(), "cpus": os.cpu_count(), "n_layer": args.n_layer, "n_embd": args.n_embd,
+    result = {"cpu": machine.cpu(), "cpus": os.cpu_count(), "n_layer": args.n_layer, "n_embd": args.n_embd,
               "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens, "xla": args.xla}
     generation, ours = bench_generation(args, model, prompt)
     result.update(generation)

@@ -45,7 +45,8 @@ def build_parser():
     p.add_argument("--clf_pdrop", type=float, default=MODEL.clf_pdrop)
     p.add_argument("--l2", type=float, default=OPT.l2)
     p.add_argument("--vector_l2", action="store_true")
-    p.add_argument("--n_gpu", type=int, default=4, help="towers; the global batch is n_batch * n_gpu")
+    p.add_argument("--n_gpu", type=int, default=4, help="towers; the global batch is n_batch * n_gpu (one tower per GPU; with fewer GPUs, in "
+                        "sequence on one device, gradients averaged)")
     p.add_argument("--opt", type=str, default="adam", choices=["adam"])
     p.add_argument("--afn", type=str, default=MODEL.afn, choices=ACTIVATIONS)
     p.add_argument("--lr_schedule", type=str, default=OPT.lr_schedule, choices=LR_SCHEDULES)

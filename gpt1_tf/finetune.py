@@ -147,7 +147,7 @@ def build_trainer(args, model_cfg, opt_cfg):
     if not args.exact:
         tune_malloc()
     trainer = Trainer(model_cfg, opt_cfg, cli.step_config(args), strategy=strategy, lm_coef=args.lm_coef,
-                      seed=args.seed)
+                      seed=args.seed, n_towers=args.n_gpu)
     return trainer, towers_note
 
 

@@ -24,9 +24,9 @@ RUNTIME_BYTES = 512 * 2**20  # TensorFlow, NumPy and the data themselves
 class MemoryEstimate:
     """Bytes a run needs, by kind; `total` is what is compared with the available memory."""
 
-    state: int  # parameters, Adam m and v, gradients, on every tower
-    activations: int  # kept for the backward pass, all towers
-    logits: int  # the LM head over the whole embedding table, all towers
+    state: int  # parameters, Adam m and v, gradients (and their sum over towers)
+    activations: int  # kept for the backward pass, one tower
+    logits: int  # the LM head over the whole embedding table, one tower
     runtime: int = RUNTIME_BYTES
 
     @property
@@ -42,20 +42,21 @@ def n_params(cfg):
     return cfg.n_table * e + cfg.n_layer * per_layer + (e + 1) * cfg.n_clf_out
 
 
-def estimate_train_bytes(model_cfg, n_batch, n_gpu, n_seqs=2):
-    """Memory of training with n_gpu towers of n_batch examples (of n_seqs sequences) each, all on one device.
+def estimate_train_bytes(model_cfg, n_batch, n_towers=1, n_seqs=2):
+    """Memory of training n_towers towers of n_batch examples (of n_seqs sequences) each in sequence on one device.
 
-    MirroredStrategy keeps a copy of the parameters and Adam slots on every tower and each tower
-    holds its own gradients and activations; for towers on separate devices, pass n_gpu=1 to get
-    one device's share. Sequences are taken at full n_ctx (trimming only lowers the real need).
+    One copy of the parameters, Adam slots and gradients; with several towers, also the running
+    sum of their gradients. The towers run one after the other, so the activations and logits
+    are one tower's. For one tower per device (several GPUs), n_towers=1 gives each device's
+    need. Sequences are taken at full n_ctx (trimming only lowers the real need).
     """
     T = model_cfg.n_ctx
     tokens = n_batch * n_seqs * T  # [n_batch, K sequences (Story Cloze: 2 endings), n_ctx] per tower
     per_token_layer = ACT_PER_EMBD * model_cfg.n_embd + ACT_PER_HEAD_T * model_cfg.n_head * T
     return MemoryEstimate(
-        state=n_gpu * STATE_COPIES * BYTES * n_params(model_cfg),
-        activations=n_gpu * BYTES * tokens * model_cfg.n_layer * per_token_layer,
-        logits=n_gpu * LOGIT_COPIES * BYTES * tokens * model_cfg.n_table,
+        state=(STATE_COPIES + (n_towers > 1)) * BYTES * n_params(model_cfg),
+        activations=BYTES * tokens * model_cfg.n_layer * per_token_layer,
+        logits=LOGIT_COPIES * BYTES * tokens * model_cfg.n_table,
     )
 
 
@@ -85,7 +86,8 @@ def device_memory(n_gpu):
     """(bytes the towers' device has, towers on it, where): the first GPU's memory or this machine's RAM.
 
     Listing physical GPUs does not initialise TensorFlow's devices, so this may run before the
-    towers are set up. One tower per GPU when there are enough, else all towers share the first.
+    towers are set up. One tower per GPU when there are enough, else all towers in sequence on
+    the first (`devices.setup_towers`).
     """
     from gpt1_tf.runtime import quiet_tensorflow
     with quiet_tensorflow():  # the first TensorFlow import of a run, and its CUDA probing
@@ -109,9 +111,9 @@ def check_memory(model_cfg, n_batch, n_gpu, n_seqs=2):
         return  # unknown: let TensorFlow find out
     need = estimate_train_bytes(model_cfg, n_batch, towers, n_seqs)
     if need.total > available:
-        lower = "--n_batch" + (", --n_gpu" if towers > 1 else "") + " or --n_ctx"
+        how = f"{towers} towers in sequence" if towers > 1 else "one tower"
         raise Gpt1Error(
-            f"this run needs about {gib(need.total)} of memory ({towers} tower(s) of {n_batch} examples x "
-            f"{n_seqs} sequences x {model_cfg.n_ctx} tokens: parameters and Adam state {gib(need.state)}, activations "
+            f"this run needs about {gib(need.total)} of memory ({how} of {n_batch} examples x {n_seqs} sequences x "
+            f"{model_cfg.n_ctx} tokens: parameters and Adam state {gib(need.state)}, activations "
             f"{gib(need.activations)}, LM logits {gib(need.logits)}) but {where} has {gib(available)}; "
-            f"lower {lower} (now --n_batch {n_batch} --n_gpu {n_gpu} --n_ctx {model_cfg.n_ctx})")
+            f"lower --n_batch or --n_ctx (now --n_batch {n_batch} --n_ctx {model_cfg.n_ctx})")

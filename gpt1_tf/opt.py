@@ -71,10 +71,11 @@ class OpenAIAdam(keras.optimizers.Optimizer):
         # the original evaluated the schedule at the incremented t (its golden outputs agree)
         return lrt * lr_schedules[self.schedule](tt / self.t_total, warmup=self.warmup)
 
-    def apply(self, grads, trainable_variables=None):
+    def apply(self, grads, trainable_variables=None, global_norm=None):
+        """Clip `grads` by their global norm (`global_norm` when the caller has it: one pass fewer), then update."""
         grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
         if self.max_grad_norm > 0:
-            grads, _ = tf.clip_by_global_norm(grads, self.max_grad_norm)
+            grads, _ = tf.clip_by_global_norm(grads, self.max_grad_norm, use_norm=global_norm)
         return super().apply(grads, trainable_variables)
 
     def update_step(self, gradient, variable, learning_rate):

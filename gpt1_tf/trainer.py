@@ -1,9 +1,11 @@
 """Tower training of GPT-1 with tf.distribute, as the original `mgpu_train` did.
 
-Each tower (replica) takes its n_batch slice of the global batch, computes
-mean(clf) + lm_coef * mean(lm) and its gradients; gradients are averaged across towers; then, in
-cross-replica context, clipped by global norm and applied once (`OpenAIAdam.apply`). Clipping
-per replica, as Keras does inside `strategy.run`, would not be the original's arithmetic.
+Each tower takes its n_batch slice of the global batch, computes mean(clf) + lm_coef * mean(lm)
+and its gradients; gradients are averaged across towers (summed in tower order, then divided, as
+the original's `average_grads`); then, in cross-replica context, clipped by global norm and
+applied once (`OpenAIAdam.apply`). Clipping per replica, as Keras does inside `strategy.run`,
+would not be the original's arithmetic. Towers are the strategy's replicas (one per GPU) or, with
+fewer replicas than towers, run in sequence on each replica's device (`devices.setup_towers`).
 
 `Trainer.train_step` is the one step path: the training loop and the tests both run it.
 """
@@ -87,14 +89,17 @@ class Trainer:
     "float16" is mixed precision; float16 adds dynamic loss scaling (`self.loss_scale`).
     """
 
-    def __init__(self, model_cfg, opt_cfg, step_cfg=None, *, strategy, lm_coef, seed=42):
+    def __init__(self, model_cfg, opt_cfg, step_cfg=None, *, strategy, lm_coef, seed=42, n_towers=None):
         step_cfg = step_cfg or StepConfig()
         check_compatible(model_cfg, step_cfg)
-        self.n_towers = strategy.num_replicas_in_sync
-        fused_apply = self.n_towers == 1 if step_cfg.fused_apply is None else step_cfg.fused_apply
-        if fused_apply and self.n_towers > 1:
+        replicas = strategy.num_replicas_in_sync
+        self.n_towers = n_towers or replicas
+        if self.n_towers % replicas:
+            raise ConfigError(f"{self.n_towers} towers do not split evenly over {replicas} devices")
+        fused_apply = replicas == 1 if step_cfg.fused_apply is None else step_cfg.fused_apply
+        if fused_apply and replicas > 1:
             # XLA compiles the update for one device; mirrored variables live on several
-            raise ConfigError(f"fused_apply (the XLA-compiled Adam update) runs on one tower, not {self.n_towers}")
+            raise ConfigError(f"fused_apply (the XLA-compiled Adam update) runs on one device, not {replicas}")
         self.cfg, self.opt_cfg, self.step_cfg = model_cfg, opt_cfg, step_cfg
         self.strategy, self.lm_coef, self.seed = strategy, lm_coef, seed
         self.loss_scale = DynamicLossScale() if model_cfg.compute_dtype == "float16" else None
@@ -114,7 +119,10 @@ class Trainer:
         # under XLA each tower's loss and gradients compile on that tower's device (XLA cannot
         # compile a function that reads variables on several devices)
         self._tower_fn = tf.function(self._tower_grads, jit_compile=True) if step_cfg.xla else self._tower_grads
-        self._grads_fn = tf.function(self._grads, input_signature=[x_spec, m_spec, y_spec, seed_spec, scalar])
+        first_spec = tf.TensorSpec([], tf.int32)
+        self._grads_fn = tf.function(self._grads, input_signature=[x_spec, m_spec, y_spec, seed_spec, first_spec, scalar])
+        self._add_fn = tf.function(lambda total, grads: [a + g for a, g in zip(total, grads)])
+        self._mean_fn = tf.function(self._mean)
         self._apply_fn = tf.function(self._apply, jit_compile=fused_apply or None)
         self._eval_fn = tf.function(self._eval, input_signature=[x_spec, m_spec, y_spec], jit_compile=xla)
 
@@ -135,34 +143,55 @@ class Trainer:
             grads = [g / loss_scale for g in grads]  # float32, as the parameters
         return grads, clf_losses
 
-    def _grads(self, X, M, Y, step_seed, loss_scale):
-        n = self.n_towers
+    def _grads(self, X, M, Y, step_seed, first_tower, loss_scale):
+        """The towers first_tower.. of one call, one per replica: the sum of their gradients, their clf losses."""
+        replicas = self.strategy.num_replicas_in_sync
 
         def tower(X, M, Y):
             r = tf.distribute.get_replica_context().replica_id_in_sync_group
-            nb = tf.shape(X)[0] // n  # the original tf.split(x, n_gpu, 0)
+            nb = tf.shape(X)[0] // replicas  # the original tf.split(x, n_gpu, 0)
             X, M, Y = X[r * nb:(r + 1) * nb], M[r * nb:(r + 1) * nb], Y[r * nb:(r + 1) * nb]
-            seed = tf.random.experimental.stateless_fold_in(step_seed, r) if self.cfg.has_dropout else None
+            t = first_tower + r  # the tower's place in the global batch: its dropout masks
+            seed = tf.random.experimental.stateless_fold_in(step_seed, t) if self.cfg.has_dropout else None
             return self._tower_fn(X, M, Y, seed, loss_scale)
 
         per_tower_grads, per_tower_clf = self.strategy.run(tower, args=(X, M, Y))
-        # average the towers' gradients (the original average_grads), into cross-replica context
-        grads = [self.strategy.reduce(tf.distribute.ReduceOp.MEAN, g, axis=None) for g in per_tower_grads]
-        clf_losses = self.strategy.gather(per_tower_clf, axis=0)
-        return grads, clf_losses, tf.linalg.global_norm(grads)
+        grads = [self.strategy.reduce(tf.distribute.ReduceOp.SUM, g, axis=None) for g in per_tower_grads]
+        return grads, self.strategy.gather(per_tower_clf, axis=0)
 
-    def _apply(self, grads):
-        self.optimizer.apply(grads, self.params)  # clips by global norm, then the original Adam
+    def _mean(self, total):
+        """The mean over the towers of their summed gradients (the original average_grads), its global norm."""
+        grads = [g / self.n_towers for g in total] if self.n_towers > 1 else total
+        return grads, tf.linalg.global_norm(grads)
+
+    def _apply(self, grads, norm):
+        self.optimizer.apply(grads, self.params, global_norm=norm)  # clips by global norm, then the original Adam
 
     def compute_gradients(self, X, M, Y, n_update):
-        """Tower-averaged gradients of one global batch; also clf losses [B] and the global norm."""
+        """Tower-averaged gradients of one global batch; also clf losses [B] and the global norm.
+
+        With fewer replicas than towers, the towers run in sequence, a call each (its activations
+        are freed before the next starts), their gradients summed in tower order as the
+        original's `average_grads` did: ((g0 + g1) + g2) + ..., then divided by the number of towers.
+        """
         if X.shape[0] % self.n_towers:
             raise ValueError(f"batch of {X.shape[0]} does not split into {self.n_towers} towers")
         if self.step_cfg.trim:
             X, M = trim_to_longest(X, M, self.step_cfg.trim_multiple)
         step_seed = np.array([self.seed, n_update], dtype=np.int64)
         scale = np.float32(1 if self.loss_scale is None else self.loss_scale.value())
-        return self._grads_fn(X, M, Y, step_seed, scale)
+        replicas = self.strategy.num_replicas_in_sync
+        calls = self.n_towers // replicas
+        nb = X.shape[0] // calls
+        total, clf_losses = None, []
+        for c in range(calls):
+            at = slice(c * nb, (c + 1) * nb)
+            grads, clf = self._grads_fn(X[at], M[at], Y[at], step_seed, np.int32(c * replicas), scale)
+            total = grads if total is None else self._add_fn(total, grads)
+            del grads  # not alive during the next tower
+            clf_losses.append(clf)
+        grads, norm = self._mean_fn(total)
+        return grads, (clf_losses[0] if calls == 1 else tf.concat(clf_losses, 0)), norm
 
     def overflowed(self, clf_losses, norm):
         """Under loss scaling: whether these gradients overflowed (finite losses, non-finite norm).
@@ -174,8 +203,9 @@ class Trainer:
             return False
         return self.loss_scale.overflow()
 
-    def apply_gradients(self, grads):
-        self._apply_fn(grads)
+    def apply_gradients(self, grads, norm):
+        """The update from `compute_gradients`' gradients and their global norm (clipping reuses it)."""
+        self._apply_fn(grads, norm)
         if self.loss_scale is not None:
             self.loss_scale.finite()
 
@@ -192,7 +222,7 @@ class Trainer:
         if not (math.isfinite(loss) and math.isfinite(norm_value)):
             return StepResult(NONFINITE, loss, norm_value, None)
         lr = float(self.optimizer.scheduled_lr())  # this update's rate (read before it counts)
-        self.apply_gradients(grads)
+        self.apply_gradients(grads, norm)
         return StepResult(APPLIED, loss, norm_value, lr)
 
     # --- evaluation -----------------------------------------------------------------------------

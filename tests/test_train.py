@@ -3,6 +3,8 @@ import contextlib
 import io
 import json
 import os
+import subprocess
+import sys
 import tempfile
 
 import joblib
@@ -75,7 +77,7 @@ class EndToEndTest(tf.test.TestCase):
         out = self.runs["a"].stdout
         self.assertRegex(out, r"ROCStories Valid Accuracy: \d+\.\d\d")
         self.assertRegex(out, r"ROCStories Test Accuracy:  \d+\.\d\d")
-        self.assertIn("towers: 2 logical CPU devices", out)
+        self.assertIn("towers: 2 in sequence on one CPU", out)
 
     def test_same_seed_same_run(self):
         a, b = os.path.join(self.root, "a"), os.path.join(self.root, "twin")
@@ -265,6 +267,44 @@ class BadInputTest(tf.test.TestCase):
         self.assertEqual(proc.returncode, 1)
         self.assertNotIn("Traceback", proc.stderr)
         self.assertIn("error: ", proc.stderr)
+
+
+class TowerPlacementTest(tf.test.TestCase):
+    """Towers in sequence on one device == MirroredStrategy replicas == one tower (tests/towers_replicas.py)."""
+
+    @classmethod
+    def setUpClass(cls):
+        path = os.path.join(tempfile.mkdtemp(), "towers.npz")
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "towers_replicas.py")
+        subprocess.run([sys.executable, script, path], check=True, capture_output=True, cwd=os.path.dirname(script))
+        with np.load(path) as d:
+            cls.runs = dict(d)
+
+    def arrays(self, placement, pdrop, kind):
+        if not kind.endswith("_"):
+            return [self.runs[f"{placement}/{pdrop}/{kind}"]]
+        n = sum(k.startswith(f"{placement}/{pdrop}/{kind}") for k in self.runs)
+        return [self.runs[f"{placement}/{pdrop}/{kind}{i}"] for i in range(n)]
+
+    def assert_close(self, placement, reference, pdrop, kinds, rel):
+        for kind in kinds:
+            a, b = self.arrays(placement, pdrop, kind), self.arrays(reference, pdrop, kind)
+            self.assertLen(a, len(b))
+            self.assertNotEmpty(a)
+            for i, (x, y) in enumerate(zip(a, b)):
+                if x.shape == (1,) and kind in ("grad_", "param_"):
+                    continue  # clf/b: a mathematically zero gradient (TowersTest above)
+                self.assertAllClose(x, y, rtol=rel, atol=rel * np.abs(y).max(), msg=f"{placement} {kind}{i}")
+
+    def test_in_sequence_equals_mirrored_replicas(self):
+        # the same towers, seeds and dropout masks; only where the gradients are summed differs
+        for pdrop in ("0.0", "0.1"):
+            for placement in ("sequence", "mixed"):
+                self.assert_close(placement, "mirrored", pdrop, ("clf", "norm", "grad_", "param_"), rel=1e-6)
+
+    def test_towers_equal_one_tower(self):
+        for placement in ("sequence", "mirrored"):
+            self.assert_close(placement, "one", "0.0", ("clf", "norm", "param_"), rel=1e-5)
 
 
 class StepParityTest(tf.test.TestCase):
