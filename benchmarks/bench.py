@@ -173,7 +173,9 @@ def eval_batches(X, M, Y, n):
 
 def run_mode(args, mode):
     """Time one mode in this process; returns a dict of figures."""
-    from gpt1_tf.runtime import quiet_tensorflow
+    from gpt1_tf.runtime import prepare_bfloat16, quiet_tensorflow
+    if mode != "original" and args.mixed_precision == "bfloat16":
+        prepare_bfloat16()  # as train.py: oneDNN's bfloat16 kernels (before TensorFlow starts)
     with quiet_tensorflow():  # TensorFlow's C++ start-up lines (TF_CPP_MIN_LOG_LEVEL shows them)
         import tensorflow as tf
         if args.threads:  # before anything initialises TensorFlow's runtime

@@ -2,24 +2,21 @@
 import os
 import platform
 
-# what decides float32 / bfloat16 speed on x86: vector width, native bfloat16 dot products, AMX tiles
-FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+from gpt1_tf.runtime import NATIVE_BF16_FLAGS, ONEDNN_ENV, cpu_flags
+
+# what decides float32 / bfloat16 speed on x86: vector width, FMA, native bfloat16 arithmetic, AMX tiles
+FLAGS = ("avx2", "fma", "avx512f") + NATIVE_BF16_FLAGS + ("amx_tile",)
 
 
 def cpu():
     """{"model": ..., "flags": [...], "onednn": ...} of this machine (Linux /proc/cpuinfo; else platform)."""
-    model, flags = platform.processor() or "unknown", set()
+    model = platform.processor() or "unknown"
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-                if model != "unknown" and flags:
-                    break
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
     except OSError:
         pass
+    flags = cpu_flags()
     return {"model": model, "flags": [f for f in FLAGS if f in flags],
-            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86 Linux)")}
+            "onednn": os.environ.get(ONEDNN_ENV, "default (on for x86 Linux)"),
+            "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "default (all)")}

@@ -27,6 +27,8 @@ class Interrupted(Exception):
 
 def train(args):
     """The whole run (args validated by `cli.validate_args`); raises Gpt1Error on bad input before writing."""
+    from gpt1_tf.runtime import prepare_bfloat16
+    bf16_note = prepare_bfloat16() if args.mixed_precision == "bfloat16" else None  # before TensorFlow starts
     data, weights, text_encoder = load_inputs(args)
     train_split, n_batch_train = data.train, args.n_batch * args.n_gpu
     n_batches = len(train_split.Y) // n_batch_train
@@ -43,6 +45,8 @@ def train(args):
     for p, a in zip(trainer.params, init):
         p.assign(a)
     print(towers_note)
+    if bf16_note and "GPU" not in trainer.strategy.extended.worker_devices[0].upper():
+        print(bf16_note)
     print(f"{data.task} ({data.task_format}), n_ctx {model_cfg.n_ctx}, {len(train_split.Y)} train / "
           f"{len(data.valid.Y)} valid / {sum(len(t.X) for t in data.tests)} test examples, "
           f"{opt_cfg.t_total} updates of {n_batch_train}")

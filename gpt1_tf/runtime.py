@@ -1,4 +1,4 @@
-"""Process-wide settings that only an entry point may choose: TensorFlow's start-up noise, glibc malloc.
+"""Process-wide settings that only an entry point may choose: TensorFlow's start-up noise, glibc malloc, oneDNN.
 
 The library never calls these by itself; `train.py` and the benchmarks do.
 """
@@ -43,13 +43,16 @@ def quiet_tensorflow():
         os.close(saved)
 
 
-def tune_malloc(mmap_threshold=1 << 20, arena_max=2):
+def tune_malloc(mmap_threshold=8 << 20, arena_max=2):
     """Keep glibc's heap from growing step after step (Linux only; a no-op elsewhere).
 
     TensorFlow's CPU tensors come from malloc. glibc raises its mmap threshold after each large
     free, so the step's 2-10 MB activation and gradient buffers end up in per-thread heaps that
     fragment: full-size training grew ~0.6 GB per update (BENCHMARKS.md). A fixed threshold
-    returns every buffer over 1 MB to the OS when freed; two arenas bound the per-thread heaps.
+    returns every buffer over 8 MB (LM logits, the embedding table's copies and gradients, the
+    MLP's widest activations) to the OS when freed and keeps smaller ones in the heap; two arenas
+    bound the per-thread heaps. A 1 MB threshold holds memory as well but page-faults every
+    mid-size buffer afresh: 5% slower full-size steps (BENCHMARKS.md, run G).
     Process-wide; returns whether it took effect.
     """
     try:
@@ -58,3 +61,41 @@ def tune_malloc(mmap_threshold=1 << 20, arena_max=2):
         return bool(libc.mallopt(m_mmap_threshold, mmap_threshold)) and bool(libc.mallopt(m_arena_max, arena_max))
     except (OSError, AttributeError):
         return False
+
+
+# CPU features that give bfloat16 its own arithmetic (dot products, AMX tiles); without them
+# oneDNN converts to float32 and back, and bfloat16 is slower than float32 (BENCHMARKS.md, run G)
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+
+
+def cpu_flags():
+    """This CPU's feature flags (Linux /proc/cpuinfo); an empty set where unknown."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "flags":
+                    return set(value.split())
+    except OSError:
+        pass
+    return set()
+
+
+def prepare_bfloat16():
+    """Before TensorFlow starts: bfloat16 matmuls on a CPU through oneDNN; returns a note for CPU runs, or None.
+
+    TensorFlow sends bfloat16 matmuls to oneDNN only with its oneDNN graph rewrite on
+    (TF_ENABLE_ONEDNN_OPTS, on by default on x86 Linux; set here where unset, so every platform
+    gets it); oneDNN then uses AVX512_BF16 or AMX by itself (ONEDNN_MAX_CPU_ISA unset means all).
+    A user's explicit TF_ENABLE_ONEDNN_OPTS=0 is kept, with a note: Eigen's bfloat16 is slow.
+    """
+    os.environ.setdefault(ONEDNN_ENV, "1")
+    if os.environ[ONEDNN_ENV] == "0":
+        return (f"note: {ONEDNN_ENV}=0: bfloat16 runs on Eigen's kernels, slower than float32 on a CPU; "
+                f"unset it to use oneDNN's")
+    flags = cpu_flags()
+    if flags and not flags & set(NATIVE_BF16_FLAGS):
+        return ("note: this CPU has no native bfloat16 arithmetic (avx512_bf16 or amx_bf16): "
+                "--mixed_precision bfloat16 is about 2x slower than float32 here")
+    return None

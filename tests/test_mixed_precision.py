@@ -4,6 +4,8 @@ Half-precision arithmetic changes the numbers by design, so these tests bound th
 from float32 (it must be rounding, not a wrong cast or a lost mask) and check what must stay
 float32: parameters, gradients, optimizer state, layer norms, softmaxes and losses.
 """
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -182,6 +184,38 @@ class MixedPrecisionTrainerTest(tf.test.TestCase):
             self.assertAllClose(a, b, atol=0.05, rtol=0.05)
         half.train_step(X, M, Y, 0)
         self.assertEqual(half.n_updates, 1)
+
+
+class Bfloat16OnCpuTest(tf.test.TestCase):
+    """runtime.prepare_bfloat16: oneDNN's kernels for bfloat16, and a note where bfloat16 is slow on a CPU."""
+
+    def prepare(self, env, flags):
+        from unittest import mock
+
+        from gpt1_tf import runtime
+        with mock.patch.dict(os.environ, env, clear=False), mock.patch.object(runtime, "cpu_flags", lambda: flags):
+            if not env:
+                os.environ.pop(runtime.ONEDNN_ENV, None)
+            note = runtime.prepare_bfloat16()
+            return note, os.environ.get(runtime.ONEDNN_ENV)
+
+    def test_native_bfloat16_cpu(self):
+        for flags in ({"avx512f", "avx512_bf16"}, {"amx_bf16", "amx_tile"}):
+            self.assertEqual(self.prepare({}, flags), (None, "1"))  # oneDNN's rewrite switched on, no note
+
+    def test_cpu_without_bfloat16_arithmetic(self):
+        note, onednn = self.prepare({}, {"avx2", "fma", "avx512f"})
+        self.assertEqual(onednn, "1")
+        self.assertIn("no native bfloat16", note)
+        self.assertNotIn("\n", note)
+
+    def test_user_switched_onednn_off(self):
+        note, onednn = self.prepare({"TF_ENABLE_ONEDNN_OPTS": "0"}, {"avx512_bf16"})
+        self.assertEqual(onednn, "0")  # the user's choice is kept ...
+        self.assertIn("TF_ENABLE_ONEDNN_OPTS=0", note)  # ... and said to cost speed
+
+    def test_unknown_cpu_gives_no_note(self):
+        self.assertEqual(self.prepare({}, set()), (None, "1"))
 
 
 if __name__ == "__main__":

@@ -229,35 +229,39 @@ def learnable_examples(rng, task_format, n_classes, n):
     return examples
 
 
+def learn(task_format, n_classes, compute_dtype="float32", seed=5):
+    """Train a 1-layer model from scratch on a format's invented task: its (loss, score) before and after."""
+    examples = learnable_examples(np.random.RandomState(seed), task_format, n_classes, 64)
+    X, M = transform_task(task_format, examples, n_ctx=N_CTX, n_vocab=N_VOCAB)
+    cfg = config(task_format, n_classes, 0.0, n_layer=1, compute_dtype=compute_dtype)
+    Y = np.asarray([e.label for e in examples], np.float32 if cfg.regression else np.int32)
+    tf.random.set_seed(0)
+    trainer = Trainer(cfg, OptConfig(lr=1e-2, lr_warmup=0.05, t_total=60, lr_schedule="warmup_constant"),
+                      strategy=tf.distribute.get_strategy(), lm_coef=0.1)  # from scratch, LM losses (~4) dwarf the task's
+    name = metrics.metric_names("x", cfg.regression)[0]
+
+    def evaluate():
+        logits, losses = trainer.eval_batch(X, M, Y)
+        return float(np.mean(losses)), metrics.score(name, Y, metrics.predictions(logits, cfg.regression))
+    before = evaluate()
+    for step in range(60):
+        at = slice(16 * (step % 4), 16 * (step % 4 + 1))
+        trainer.train_step(X[at], M[at], Y[at], step)
+    return before, evaluate()
+
+
 class LearningTest(tf.test.TestCase):
-    """A tiny model learns each format's invented task: the loss falls and the metric rises."""
+    """A tiny model learns each format's invented task, in float32 and in bfloat16 (mixed precision):
+    the loss falls and the metric rises. `benchmarks/bf16_accuracy.py` prints the two side by side."""
 
     def test_each_format_learns(self):
-        rng = np.random.RandomState(5)
-        strategy = tf.distribute.get_strategy()
         for task_format, n_classes in HEADS:
-            with self.subTest(task_format=task_format, n_classes=n_classes):
-                examples = learnable_examples(rng, task_format, n_classes, 64)
-                X, M = transform_task(task_format, examples, n_ctx=N_CTX, n_vocab=N_VOCAB)
-                Y = np.asarray([e.label for e in examples], np.float32 if n_classes == 0 and task_format ==
-                               "similarity" else np.int32)
-                cfg = config(task_format, n_classes, 0.0, n_layer=1)
-                tf.random.set_seed(0)
-                trainer = Trainer(cfg, OptConfig(lr=1e-2, lr_warmup=0.05, t_total=60, lr_schedule="warmup_constant"),
-                                  strategy=strategy, lm_coef=0.1)  # from scratch, LM losses (~4) dwarf the task's
-                name = metrics.metric_names("x", cfg.regression)[0]
-
-                def evaluate():
-                    logits, losses = trainer.eval_batch(X, M, Y)
-                    return float(np.mean(losses)), metrics.score(name, Y, metrics.predictions(logits, cfg.regression))
-                loss0, score0 = evaluate()
-                for step in range(60):
-                    at = slice(16 * (step % 4), 16 * (step % 4 + 1))
-                    trainer.train_step(X[at], M[at], Y[at], step)
-                loss1, score1 = evaluate()
-                self.assertLess(loss1, 0.5 * loss0)
-                self.assertGreater(score1, score0)
-                self.assertGreater(score1, 90)
+            for dtype in ("float32", "bfloat16"):
+                with self.subTest(task_format=task_format, n_classes=n_classes, dtype=dtype):
+                    (loss0, score0), (loss1, score1) = learn(task_format, n_classes, dtype)
+                    self.assertLess(loss1, 0.5 * loss0)
+                    self.assertGreater(score1, score0)
+                    self.assertGreater(score1, 90)
 
 
 class TowersTest(tf.test.TestCase):
