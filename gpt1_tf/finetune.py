@@ -44,6 +44,7 @@ def train(args):
     trainer, towers_note = build_trainer(args, model_cfg, opt_cfg)
     for p, a in zip(trainer.params, init):
         p.assign(a)
+    del init, weights  # the pretrained arrays (~0.5 GB each) are in the variables now
     print(towers_note)
     if bf16_note and "GPU" not in trainer.strategy.extended.worker_devices[0].upper():
         print(bf16_note)
@@ -342,11 +343,17 @@ class Run:
         return self.trainer
 
     def save_params(self):
-        pretrained.save_params(self.params_path, pretrained.get_params(self.trainer.model), self.trainer.model.cfg)
+        # views, not copies: writing the file adds no memory at the run's peak
+        model = self.trainer.model
+        pretrained.save_params(self.params_path, pretrained.get_params(model, copy=False), model.cfg)
 
     def load_best_params(self):
+        """The best parameters back into the model, each array mapped from the file and let go once assigned."""
         model = self.trainer.model
-        pretrained.set_params(model, pretrained.load_params(self.params_path, model.cfg), self.params_path)
+        arrays = pretrained.load_params(self.params_path, model.cfg, mmap=True)  # checked against the model
+        for i, p in enumerate(model.params_in_order()):
+            p.assign(arrays[i])
+            arrays[i] = None  # unmapped now, not all at the end
 
     def predict(self):
         """Write each test split's predictions (`index\tprediction`, labels as the benchmark spells them)."""

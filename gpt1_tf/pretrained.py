@@ -47,8 +47,15 @@ def _describe(head):
     return f"{head['task_format']}" + (f" with {n} classes" if n else "")
 
 
-def get_params(model):
-    """The model's parameters as NumPy arrays in the original order."""
+def get_params(model, copy=True):
+    """The model's parameters as NumPy arrays in the original order.
+
+    `copy=False`: read-only views of the variables' current buffers, no memory added (an update
+    after this writes new buffers, so the views keep these values); for writing them out.
+    """
+    if not copy:
+        import tensorflow as tf  # the model's own, already imported
+        return [np.asarray(tf.convert_to_tensor(p)) for p in model.params_in_order()]
     return [np.asarray(p.numpy()) for p in model.params_in_order()]
 
 
@@ -87,19 +94,19 @@ def save_params(path, arrays, cfg=None):
     atomic_write(path, lambda f: joblib.dump([np.asarray(a) for a in arrays], f))
 
 
-def read_params_file(path):
-    """The unchecked contents of a `best_params.jl` (a joblib file)."""
+def read_params_file(path, mmap=False):
+    """The unchecked contents of a `best_params.jl` (a joblib file); `mmap`: arrays mapped from the file, not read."""
     if not os.path.exists(path):
         raise DataError(path, "no such params file")
     try:
-        return joblib.load(path)
+        return joblib.load(path, mmap_mode="r" if mmap else None)
     except Exception as err:  # joblib/pickle raise many types on corrupt input
         raise DataError(path, f"not a readable joblib params file ({type(err).__name__}: {err})".splitlines()[0])
 
 
-def load_params(path, cfg):
-    """Load a `best_params.jl` and check it against `cfg`."""
-    arrays = read_params_file(path)
+def load_params(path, cfg, mmap=False):
+    """Load a `best_params.jl` and check it against `cfg` (`mmap`: see `read_params_file`)."""
+    arrays = read_params_file(path, mmap)
     check_params(arrays, cfg, path)
     _check_head(path, cfg)
     return [np.asarray(a, dtype=np.float32) for a in arrays]
