@@ -15,7 +15,7 @@ mode's and `speedup_vs_original_mode`. Modes:
   eval padded without the LM head (the original graph fetched only the clf outputs, so TF1 pruned
   its LM head), and `eval_with_lm_head_step_s` with it.
 - optimized: the Trainer's defaults (`StepConfig()`): trimmed to the longest sequence, packed dense
-  layers, LM head only on masked-in positions, XLA-fused Adam update (with one tower; --jit_apply
+  layers, LM head only on masked-in positions, XLA-fused Adam update (on one device; --jit_apply
   sets it), `gpt1_tf.runtime.tune_malloc` (unless --no_malloc_tuning); eval packed, the endings
   sharing their common prefix, the last block only at the `_classify_` positions. With --xla,
   `StepConfig(xla=True)`: the gradient and eval steps compiled with XLA, which needs static shapes
