@@ -232,12 +232,18 @@ class Trainer:
         return logits, clf_losses
 
     def eval_batch(self, X, M, Y=None):
-        """clf logits [B, K or n_clf_out] and (with Y) clf losses [B] of a batch, no dropout, no LM head."""
+        """clf logits [B, K or n_clf_out] and (with Y) clf losses [B] of a batch, no dropout, no LM head.
+
+        Towers in sequence evaluate in sequence too, a tower's share of the batch at a time (the
+        original's `mgpu_predict` split the batch over its towers): one tower's activations.
+        """
         if self.step_cfg.trim:
             X, M = trim_to_longest(X, M, self.step_cfg.trim_multiple)
         y = np.zeros(len(X), self.y_dtype) if Y is None else Y
-        logits, losses = self._eval_fn(X, M, y)
-        return logits.numpy(), (None if Y is None else losses.numpy())
+        calls = min(self.n_towers // self.strategy.num_replicas_in_sync, len(X))
+        parts = [self._eval_fn(*part) for part in zip(*(np.array_split(a, calls) for a in (X, M, y)))]
+        logits, losses = (np.concatenate([p[i].numpy() for p in parts]) for i in (0, 1))
+        return logits, (None if Y is None else losses)
 
     @property
     def n_updates(self):

@@ -269,6 +269,9 @@ class BadInputTest(tf.test.TestCase):
         self.assertIn("error: ", proc.stderr)
 
 
+EVAL_OUTPUTS = ("eval_logits", "eval_losses", "eval_odd_logits", "eval_odd_losses")
+
+
 class TowerPlacementTest(tf.test.TestCase):
     """Towers in sequence on one device == MirroredStrategy replicas == one tower (tests/towers_replicas.py)."""
 
@@ -301,10 +304,12 @@ class TowerPlacementTest(tf.test.TestCase):
         for pdrop in ("0.0", "0.1"):
             for placement in ("sequence", "mixed"):
                 self.assert_close(placement, "mirrored", pdrop, ("clf", "norm", "grad_", "param_"), rel=1e-6)
+                # evaluation a tower's share at a time (in sequence) == the whole batch at once (replicas)
+                self.assert_close(placement, "mirrored", pdrop, EVAL_OUTPUTS, rel=1e-5)
 
     def test_towers_equal_one_tower(self):
         for placement in ("sequence", "mirrored"):
-            self.assert_close(placement, "one", "0.0", ("clf", "norm", "param_"), rel=1e-5)
+            self.assert_close(placement, "one", "0.0", ("clf", "norm", "param_") + EVAL_OUTPUTS, rel=1e-5)
 
 
 class StepParityTest(tf.test.TestCase):

@@ -9,7 +9,7 @@ tests/test_train.py's TowersTest. Placements, each with the same initial paramet
 - "mixed": 2 replicas of 2 towers in sequence;
 - "one": one tower of the whole global batch (only comparable without dropout).
 For each placement and dropout rate: the first step's clf losses, gradient norm and gradients,
-then the parameters after two updates.
+then the parameters after two updates and the evaluation of 8 and of 7 stories with them.
 """
 import sys
 
@@ -46,6 +46,9 @@ def run(placement, pdrop, init, batches):
     for step, batch in enumerate(batches):
         trainer.train_step(*batch, step)
     out.update({f"param_{i}": p.numpy() for i, p in enumerate(trainer.params)})
+    X, M, Y = batches[0]
+    for name, n in (("eval", 8), ("eval_odd", 7)):  # 7 stories do not split into 4 towers evenly
+        out[f"{name}_logits"], out[f"{name}_losses"] = trainer.eval_batch(X[:n], M[:n], Y[:n])
     return out
 
 
