@@ -348,12 +348,7 @@ class Run:
         pretrained.save_params(self.params_path, pretrained.get_params(model, copy=False), model.cfg)
 
     def load_best_params(self):
-        """The best parameters back into the model, each array mapped from the file and let go once assigned."""
-        model = self.trainer.model
-        arrays = pretrained.load_params(self.params_path, model.cfg, mmap=True)  # checked against the model
-        for i, p in enumerate(model.params_in_order()):
-            p.assign(arrays[i])
-            arrays[i] = None  # unmapped now, not all at the end
+        pretrained.restore_params(self.trainer.model, self.params_path)
 
     def predict(self):
         """Write each test split's predictions (`index\tprediction`, labels as the benchmark spells them)."""

@@ -94,6 +94,17 @@ def save_params(path, arrays, cfg=None):
     atomic_write(path, lambda f: joblib.dump([np.asarray(a) for a in arrays], f))
 
 
+def restore_params(model, path):
+    """A `best_params.jl` back into `model`, checked; each array mapped from the file and let go once assigned.
+
+    The file is not read into memory first: a run restoring its best parameters stays at its peak.
+    """
+    arrays = load_params(path, model.cfg, mmap=True)
+    for i, p in enumerate(model.params_in_order()):
+        p.assign(arrays[i])
+        arrays[i] = None  # unmapped now, not all at the end
+
+
 def read_params_file(path, mmap=False):
     """The unchecked contents of a `best_params.jl` (a joblib file); `mmap`: arrays mapped from the file, not read."""
     if not os.path.exists(path):
