@@ -180,7 +180,7 @@ class StopOnInterrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
-class Run:
+class Run(logs.HeldRun):
     """The outputs of one run: log, TensorBoard, checkpoints, best params, submission; and the loop's state."""
 
     def __init__(self, args, data):
@@ -211,13 +211,6 @@ class Run:
             self.lock.release()
             raise
         return self
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.writer.flush()
-        self.lock.release()
 
     def _start(self):
         import tensorflow as tf

@@ -14,6 +14,7 @@ from gpt1_tf import checkpoints, corpus, pretrained
 from gpt1_tf.config import ACTIVATIONS, LR_SCHEDULES, MAX_N_CTX, MIN_N_CTX, ModelConfig, OptConfig
 from gpt1_tf.errors import Gpt1Error
 from gpt1_tf.files import FolderLock, atomic_folder, check_output_folder
+from gpt1_tf.logs import HeldRun, ResultLogger
 
 # flags a --resume may change besides train.py's (checkpoints.RESUME_FREE): how often, how long to wait
 RESUME_FREE = ("eval_every", "cluster_timeout", "collective_timeout", "cache_dir")
@@ -156,7 +157,7 @@ def pretrain(args):
     return trainer
 
 
-class PretrainRun:
+class PretrainRun(HeldRun):
     """What a pretraining run writes (the chief only): log, TensorBoard scalars, checkpoints, shards."""
 
     def __init__(self, args, trainer, chief):
@@ -179,7 +180,6 @@ class PretrainRun:
         state = self._restore()
         if not self.chief:
             return contextlib.nullcontext()
-        from gpt1_tf.logs import ResultLogger
         import tensorflow as tf
         self.lock = FolderLock(os.path.join(self.args.save_dir, self.args.desc), "pretraining run").acquire()
         if state is None:
@@ -188,13 +188,6 @@ class PretrainRun:
         self.logger = ResultLogger(self.log_path, lines, **({} if lines else vars(self.args)))
         self.writer = tf.summary.create_file_writer(os.path.join(self.args.log_dir, self.args.desc))
         return self
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.writer.flush()
-        self.lock.release()
 
     def _restore(self):
         if not self.args.resume:
