@@ -108,10 +108,10 @@ class Checkpointer:
             if any(name == p + ".index" or name.startswith(p + ".data-") for p in prefixes):
                 continue
             path = os.path.join(self.ckpt_dir, name)
-            if os.path.isdir(path):
-                shutil.rmtree(path, ignore_errors=True)  # TF's ckpt-..._temp folder of a killed write
-            else:
+            if not os.path.isdir(path):
                 os.unlink(path)
+            elif name.endswith("_temp"):
+                shutil.rmtree(path, ignore_errors=True)  # TF's ckpt-..._temp folder of a killed write
 
     def start_fresh(self):
         """A new run: drop an earlier run's checkpoints (they would outrank this run's when pruned)."""

@@ -4,6 +4,7 @@ The only module that reads argparse (`gpt1_tf.finetune.main` is the entry point 
 config object validates its own fields, and this module adds the rules about the run itself.
 """
 import argparse
+import math
 
 from gpt1_tf.config import (ACTIVATIONS, COMPUTE_DTYPES, LR_SCHEDULES, MIN_N_CTX, TASK_FORMATS, ModelConfig,
                             OptConfig, StepConfig, check_compatible)
@@ -94,6 +95,14 @@ def build_parser():
     return p
 
 
+def check_finite_floats(parser, args):
+    """Refuse NaN and infinity in every float flag of a program's `parser` (Python's float() takes 'nan', 'inf')."""
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if action.type is float and value is not None and not math.isfinite(value):
+            raise Gpt1Error(f"{action.option_strings[0]} must be a finite number, got {value}")
+
+
 def _names(value):
     names = [v.strip() for v in value.split(",")]
     if not all(names):
@@ -151,6 +160,10 @@ def validate_args(args):
             raise Gpt1Error(f"--{name} must be at least 1, got {getattr(args, name)}")
     if not 0 <= args.seed <= MAX_SEED:
         raise Gpt1Error(f"--seed must be in 0..{MAX_SEED}, got {args.seed}")
+    check_finite_floats(build_parser(), args)
+    if args.n_transfer < -1:
+        raise Gpt1Error(f"--n_transfer must be -1 (no weights), 0 (the embeddings) or a number of layers, "
+                        f"got {args.n_transfer}")
     if args.n_ctx < MIN_N_CTX:
         raise Gpt1Error(f"--n_ctx {args.n_ctx} is too small (at least {MIN_N_CTX})")
     if args.analysis and not args.submit:

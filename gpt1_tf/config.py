@@ -6,6 +6,7 @@ of the choices (activations, schedules, dtypes, LM heads), the defaults (the com
 its defaults from them) and the validation of what they hold.
 """
 import dataclasses
+import math
 
 from gpt1_tf import tokens
 from gpt1_tf.errors import ConfigError
@@ -17,6 +18,13 @@ LR_SCHEDULES = ("warmup_cosine", "warmup_linear", "warmup_constant")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 LM_HEADS = ("masked", "full")
 TASK_FORMATS = ("classification", "entailment", "similarity", "multiple_choice")  # the paper's Figure 1 (right)
+
+
+def _finite(config, names):
+    """Refuse NaN and infinity in these float fields (every comparison with NaN is false: ranges alone let it in)."""
+    for name in names:
+        if not math.isfinite(getattr(config, name)):
+            raise ConfigError(f"{name} must be a finite number, got {getattr(config, name)}")
 
 
 def _choice(name, value, choices):
@@ -122,6 +130,15 @@ class OptConfig:
 
     def __post_init__(self):
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _finite(self, ("lr", "lr_warmup", "b1", "b2", "e", "l2", "max_grad_norm"))
+        for name in ("b1", "b2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("lr", "l2"):  # max_grad_norm <= 0: no clipping, as the original
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.e <= 0:
+            raise ConfigError(f"e must be positive, got {self.e}")
         if self.t_total < 1:
             raise ConfigError(f"t_total must be at least 1, got {self.t_total} (is the training set smaller than one batch?)")
         if self.lr_warmup <= 0:
@@ -199,6 +216,7 @@ class Sampling:
     greedy: bool = False
 
     def __post_init__(self):
+        _finite(self, ("temperature", "top_p"))
         if self.temperature <= 0 and not self.greedy:
             raise ConfigError(f"--temperature must be positive, got {self.temperature} (use --greedy for argmax)")
         if not 0 < self.top_p <= 1:

@@ -2,8 +2,10 @@
 
 - `tokenize_corpus`: text files (globs allowed) through the BPE encoder, once, into a uint16
   `.npy` (40,478 ids fit) in a cache folder, keyed by the files (paths, sizes, times) and the
-  vocabulary; later runs reuse it. Files are read as strict UTF-8; each non-empty line is a
-  text, and the texts follow each other in the array as the files and lines do.
+  vocabulary; later runs reuse it, and an unreadable cache file is made again (with a warning).
+  Files are read as strict UTF-8. The rule for text (`text_ids`, also `generate.py --score`'s): a
+  file's non-empty lines, each tokenized alone, joined by GPT-1's newline token (`\n</w>`, what
+  tokenizing the whole text gives between its lines); the files' lines follow each other so.
 - `split_windows`: the array as n_ctx-token windows; the last `valid_fraction` of them held out.
 - `batches`: one epoch's training windows as a tf.data pipeline for one input pipeline (worker).
   The order is a permutation of the windows seeded by (seed, epoch), the same on every worker, cut
@@ -21,7 +23,8 @@ import numpy as np
 from gpt1_tf.errors import DataError, Gpt1Error
 from gpt1_tf.files import atomic_write, read_text
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: lines joined by the newline token
+NEWLINE = "\n</w>"  # the BPE piece of a line break
 MAX_ID = np.iinfo(np.uint16).max
 
 
@@ -55,7 +58,9 @@ def tokenize_corpus(patterns, text_encoder, cache_dir):
     files = expand(patterns)
     path = cache_path(files, text_encoder, cache_dir)
     if os.path.exists(path):
-        return np.load(path, mmap_mode="r"), path, True
+        tokens = _read_cache(path)
+        if tokens is not None:
+            return tokens, path, True
     texts = [read_text(f, "corpus text") for f in files]  # all read and checked before any work
     ids = _encode(files, texts, text_encoder)
     if ids.size == 0:
@@ -64,17 +69,49 @@ def tokenize_corpus(patterns, text_encoder, cache_dir):
     return np.load(path, mmap_mode="r"), path, False
 
 
+def _read_cache(path):
+    """The cached token array (memory-mapped), or None with a one-line warning when the file is unreadable."""
+    try:
+        tokens = np.load(path, mmap_mode="r")
+        if tokens.dtype != np.uint16 or tokens.ndim != 1 or not tokens.size:
+            raise ValueError(f"holds {tokens.dtype} {tokens.shape}, not a 1-D uint16 token array")
+        return tokens
+    except (OSError, ValueError, EOFError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"warning: {path}: unreadable token cache ({reason}); tokenizing the corpus again", file=sys.stderr)
+        return None
+
+
+def lines_of(text):
+    """The non-empty lines of a text, each a text to tokenize."""
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def join_lines(line_ids, text_encoder):
+    """Token ids of lines, joined by the newline token (where the vocabulary has one): [n] int64."""
+    newline = [text_encoder.encoder[NEWLINE]] if NEWLINE in text_encoder.encoder else []
+    parts = [np.asarray(ids + newline, np.int64) for ids in line_ids]
+    if parts and newline:
+        parts[-1] = parts[-1][:-1]  # between lines, not after the last
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def text_ids(text, text_encoder):
+    """A text's token ids [n] as pretraining reads it (the module's rule: lines joined by the newline token)."""
+    return join_lines(text_encoder.encode(lines_of(text)), text_encoder)
+
+
 def _encode(files, texts, text_encoder):
     from tqdm import tqdm
-    lines = [(i, line) for i, text in enumerate(texts) for line in text.splitlines() if line.strip()]
-    parts, batch = [], 2048
+    lines = [line for text in texts for line in lines_of(text)]
+    line_ids, batch = [], 2048
     with tqdm(total=len(lines), desc="tokenizing the corpus", unit="line", ncols=100, file=sys.stderr,
               leave=False) as bar:
         for start in range(0, len(lines), batch):
-            chunk = [line for _, line in lines[start:start + batch]]
-            parts.extend(np.asarray(ids, np.int64) for ids in text_encoder.encode(chunk, verbose=False))
+            chunk = lines[start:start + batch]
+            line_ids.extend(text_encoder.encode(chunk))
             bar.update(len(chunk))
-    ids = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    ids = join_lines(line_ids, text_encoder)
     if ids.size and ids.max() > MAX_ID:
         raise Gpt1Error(f"token id {ids.max()} does not fit the uint16 cache (at most {MAX_ID})")
     return ids.astype(np.uint16)

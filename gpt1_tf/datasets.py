@@ -86,6 +86,9 @@ def _rocstories(path):
             )
         if row[-1] not in ("1", "2"):
             raise DataError(path, f"AnswerRightEnding is {row[-1]!r}, expected '1' or '2'", line)
+        empty = [name for name, field in zip(HEADER[1:7], row[1:7]) if not field.strip()]
+        if empty:
+            raise DataError(path, f"empty text in {empty[0]} (every reader refuses empty text)", line)
         stories.append(" ".join(row[1:5]))
         endings1.append(row[5])
         endings2.append(row[6])

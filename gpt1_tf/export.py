@@ -12,21 +12,25 @@ SOURCE (told apart by what it is):
 - `keras`: a `.keras` file of a `TransformerModel`;
 - `saved_model`: a SavedModel for TF Serving (`gpt1_tf.serving`).
 
-The output is written whole or not at all, into a new (or empty) folder or file.
+The output is written whole or not at all, into a new (or empty) folder or file; --out and the flags
+are checked before the source is read (`check_args`).
 `kind_of` (which format a path holds) and `read_pretrained` (train.py's --model_dir) live here too.
 """
 import argparse
 import importlib
 import os
 import sys
+import zipfile
 
 from gpt1_tf import hf, pretrained
-from gpt1_tf.config import ACTIVATIONS
+from gpt1_tf.config import ACTIVATIONS, MAX_N_CTX, MIN_N_CTX
 from gpt1_tf.errors import DataError, Gpt1Error
 from gpt1_tf.text_utils import DEFAULT_BPE_PATH, DEFAULT_ENCODER_PATH
 from gpt1_tf.weights import Weights, config_of_params, from_params, model_config, with_flags
 
 FORMATS = ("hf", "shards", "keras", "saved_model")
+N_CTX_FORMATS = ("keras", "saved_model")  # those that build a model (hf and shards keep every position)
+TRAIN_ADVICE = "or --n_transfer -1 to train from scratch"  # read_pretrained's, for train.py's --model_dir
 
 
 def build_parser():
@@ -35,14 +39,16 @@ def build_parser():
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     p.add_argument("source", help="original shards folder, HuggingFace folder, best_params.jl or .keras file")
     p.add_argument("--to", choices=FORMATS, required=True, help="the output format")
-    p.add_argument("--out", required=True, help="the output folder (a .keras file for --to keras)")
+    p.add_argument("--out", required=True,
+                   help="the output folder (a .keras file for --to keras); missing folders above it are made")
     g = p.add_argument_group("what the source does not say (checked against it where it does)")
     g.add_argument("--n_head", type=int, default=None, help="attention heads (default 12, GPT-1's)")
     g.add_argument("--afn", choices=ACTIVATIONS, default=None, help="activation (default gelu)")
     g.add_argument("--n_embd", type=int, default=None, help="checked against the source")
     g.add_argument("--n_layer", type=int, default=None, help="checked against the source")
     g.add_argument("--n_ctx", type=int, default=None,
-                   help="positions kept (--to keras / saved_model; default: all the source has, at most 512)")
+                   help=f"positions kept, {MIN_N_CTX}..{MAX_N_CTX} (--to keras / saved_model; default: all the "
+                        f"source has, at most {MAX_N_CTX})")
     p.add_argument("--encoder_path", default=DEFAULT_ENCODER_PATH, help="vocab.json of --to hf")
     p.add_argument("--bpe_path", default=DEFAULT_BPE_PATH, help="merges.txt of --to hf")
     return p
@@ -59,17 +65,20 @@ def kind_of(path):
     return {".jl": "params", ".keras": "keras"}.get(os.path.splitext(path)[1])
 
 
-def read_pretrained(model_dir):
-    """The pretrained weights in `model_dir`: the original's shards or a HuggingFace folder."""
+def read_pretrained(model_dir, advice=TRAIN_ADVICE):
+    """The pretrained weights in `model_dir`: the original's shards or a HuggingFace folder.
+
+    `advice`: the reading program's own words after the weights help, for a missing folder or file.
+    """
     if not os.path.isdir(model_dir):
-        raise DataError(model_dir, f"no such model directory: {pretrained.WEIGHTS_HELP}")
+        raise DataError(model_dir, f"no such model directory: {pretrained.weights_help(advice)}")
     kind = kind_of(model_dir)
     if kind == "hf":
         return hf.read(model_dir)
     if kind is None and os.path.exists(os.path.join(model_dir, "model.safetensors")):
         raise DataError(os.path.join(model_dir, "config.json"), "missing beside model.safetensors (a HuggingFace "
                                                                 "folder holds both)")
-    return Weights(pretrained.load_shards(model_dir))
+    return Weights(pretrained.load_shards(model_dir, advice))
 
 
 def read_source(args):
@@ -99,6 +108,11 @@ def _read_params(path):
 def _read_keras(path):
     import keras
     importlib.import_module("gpt1_tf.model")  # registers TransformerModel with Keras
+    if not os.path.isfile(path):
+        raise DataError(path, "no such .keras file")
+    if not zipfile.is_zipfile(path):  # Keras itself says "File not found" of a file that is there
+        raise DataError(path, "not a readable .keras file: a .keras file is a zip archive, this is not one "
+                              "(truncated or corrupt?)")
     try:
         model = keras.saving.load_model(path)
     except Exception as err:  # Keras raises many types on a corrupt or foreign file
@@ -132,10 +146,9 @@ def build_model(weights, args):
 
     `args` needs `n_ctx` (None: all the source's positions, at most 512) and `source` (for errors).
     """
-    from gpt1_tf.config import MAX_N_CTX
     from gpt1_tf.model import TransformerModel
     from gpt1_tf.weights import to_params
-    n_ctx = args.n_ctx or min(weights.positions.shape[0], MAX_N_CTX)
+    n_ctx = args.n_ctx if args.n_ctx is not None else min(weights.positions.shape[0], MAX_N_CTX)
     if n_ctx > weights.positions.shape[0]:
         raise Gpt1Error(f"--n_ctx {n_ctx}: {args.source} has {weights.positions.shape[0]} positions")
     model = TransformerModel(model_config(weights, n_ctx=n_ctx))
@@ -150,12 +163,10 @@ def _note_no_head(weights):
 
 def write_keras(weights, args):
     from gpt1_tf.files import atomic_save
-    if not args.out.endswith(".keras"):
-        raise Gpt1Error(f"--out {args.out}: a Keras file's name ends in .keras")
-    if os.path.exists(args.out):
-        raise Gpt1Error(f"{args.out}: exists; remove it or choose another --out")
     _note_no_head(weights)
-    atomic_save(args.out, build_model(weights, args).save)
+    model = build_model(weights, args)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)  # as the folder formats make theirs
+    atomic_save(args.out, model.save)
 
 
 def write_saved_model(weights, args):
@@ -175,11 +186,28 @@ def describe(weights):
             f"{weights.tokens.shape[0]} tokens{specials}, {weights.positions.shape[0]} positions; head: {head}")
 
 
+def check_args(args):
+    """Refuse a flag that does not apply or is out of range, and an --out that cannot be written, before any reading."""
+    from gpt1_tf.files import check_new_file, check_new_output
+    if args.n_ctx is not None and args.to not in N_CTX_FORMATS:
+        raise Gpt1Error(f"--n_ctx is for --to keras and saved_model; --to {args.to} keeps every position the "
+                        "source has")
+    if args.n_ctx is not None and not MIN_N_CTX <= args.n_ctx <= MAX_N_CTX:
+        raise Gpt1Error(f"--n_ctx must be in {MIN_N_CTX}..{MAX_N_CTX}, got {args.n_ctx}")
+    if args.to == "keras":
+        if not args.out.endswith(".keras"):
+            raise Gpt1Error(f"--out {args.out}: a Keras file's name ends in .keras")
+        check_new_file(args.out, "--out")
+    else:
+        check_new_output(args.out, "--out")
+
+
 def main(argv=None):
     """`python -m gpt1_tf.export`: one-line errors and exit 1 for bad input, and no output then."""
     args = build_parser().parse_args(argv)
     from gpt1_tf.runtime import quiet_tensorflow
     try:
+        check_args(args)
         with quiet_tensorflow():  # TensorFlow's start-up lines hidden (the readers and writers import it)
             import tensorflow as tf
             tf.config.list_logical_devices()

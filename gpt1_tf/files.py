@@ -6,6 +6,7 @@ import os
 import secrets
 import shutil
 import stat
+import sys
 
 from gpt1_tf.errors import DataError, Gpt1Error
 
@@ -89,7 +90,7 @@ def read_text(path, what, *, missing=None, bom=False):
         raise DataError(path, f"not valid UTF-8 (byte 0x{raw[err.start]:02x})", line) from None
 
 
-def check_output_folder(path, flag):
+def check_output_folder(path, flag, shown=None):
     """Raise a one-line error unless `path` is, or can be created as, a writable folder.
 
     Checked before any work starts, so that a run does not train for hours and then fail to
@@ -102,10 +103,11 @@ def check_output_folder(path, flag):
         if parent == probe:
             break
         probe = parent
+    shown = shown or path  # what the flag names (a file in this folder, say)
     if not os.path.isdir(probe):
-        raise Gpt1Error(f"{probe}: exists and is not a folder, so {flag} {path} cannot be used")
+        raise Gpt1Error(f"{probe}: exists and is not a folder, so {flag} {shown} cannot be used")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise Gpt1Error(f"{probe}: not writable, so {flag} {path} cannot be used")
+        raise Gpt1Error(f"{probe}: not writable, so {flag} {shown} cannot be used")
 
 
 class FolderLock:
@@ -148,26 +150,61 @@ class FolderLock:
         self.release()
 
 
+def is_earlier_output(path, names):
+    """Whether folder `path` is an earlier output of a writer that leaves exactly `names` (marker first).
+
+    It must hold the marker `names[0]` (a file only that writer leaves) and nothing but `names`:
+    anything else means the folder is not only that writer's, and nothing in it may be removed.
+    """
+    if not os.path.isdir(path):
+        return False
+    found = set(os.listdir(path))
+    return names[0] in found and found <= set(names)
+
+
+def check_new_output(path, flag, *, earlier=None):
+    """Raise a one-line Gpt1Error unless `path` can take a new output folder: new, empty, or (`earlier`, a
+    writer's names, marker first) an earlier output of that writer, which is then replaced. Nothing is created.
+    """
+    check_output_folder(path, flag)
+    if not os.path.exists(path):
+        return
+    if not os.path.isdir(path):
+        raise Gpt1Error(f"{path}: exists and is not a folder, so {flag} {path} cannot be used")
+    if os.listdir(path) and not (earlier and is_earlier_output(path, earlier)):
+        what = " or an earlier output of this program" if earlier else ""
+        raise Gpt1Error(f"{path}: exists and is not an empty folder{what}; choose a new or empty folder for "
+                        f"{flag} (nothing in it is removed)")
+
+
+def check_new_file(path, flag):
+    """Raise a one-line Gpt1Error unless a new file can be written at `path` (its folder may be created)."""
+    if os.path.exists(path):
+        raise Gpt1Error(f"{path}: exists; remove it or choose another {flag}")
+    check_output_folder(os.path.dirname(os.path.abspath(path)), flag, shown=os.path.abspath(path))
+
+
 @contextlib.contextmanager
-def atomic_folder(path, replace=False):
+def atomic_folder(path, *, earlier=None, flag="the output folder"):
     """Yield a temporary folder beside `path`, renamed to `path` when the block ends without error.
 
     `path` must not exist or be an empty folder (an export never mixes with older files), unless
-    `replace`: then a folder there is swapped for the new one once that is whole. On an error (or
+    `earlier` names what a writer leaves (marker first) and `path` holds only that writer's earlier
+    output (`is_earlier_output`): then it is swapped for the new folder once that is whole, and its
+    files, by name, then the folder are removed. Nothing else is ever removed. On an error (or
     Ctrl-C) the temporary folder is removed, so there is no partial output.
     """
     path = os.path.abspath(os.fspath(path))
-    if replace and os.path.isdir(path):
+    check_new_output(path, flag, earlier=earlier)
+    if earlier and os.path.isdir(path) and os.listdir(path):
         token = secrets.token_hex(4)
         new, gone = f"{path}.new-{token}", f"{path}.old-{token}"
         with atomic_folder(new) as tmp:
             yield tmp
         os.rename(path, gone)
         os.rename(new, path)
-        shutil.rmtree(gone)
+        _remove_earlier(gone, earlier)
         return
-    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
-        raise Gpt1Error(f"{path}: exists and is not an empty folder; remove it or choose another output")
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     tmp = os.path.join(parent, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
@@ -179,4 +216,16 @@ def atomic_folder(path, replace=False):
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
-            shutil.rmtree(tmp)
+            shutil.rmtree(tmp)  # the temporary folder this block made, and only that
+
+
+def _remove_earlier(folder, names):
+    """Remove a replaced earlier output: its files by name, then the folder (kept, with a note, if more is there)."""
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(folder, name))
+    try:
+        os.rmdir(folder)
+    except OSError:
+        print(f"note: {folder}: the replaced output held files it had not written; they are kept there",
+              file=sys.stderr)

@@ -8,21 +8,16 @@ metrics `gpt1_tf.metrics`.
 """
 import os
 import random
-import signal
 import sys
-import threading
 
 import numpy as np
 
 from gpt1_tf import checkpoints, cli, logs, pretrained
 from gpt1_tf.errors import Gpt1Error
 from gpt1_tf.files import FolderLock, atomic_write, check_output_folder
+from gpt1_tf.interrupts import EXIT_INTERRUPTED, Interrupted, StopOnInterrupt, interrupted_message
 
 EVAL_UPDATES = (1000, 2000, 4000, 8000, 16000, 32000)  # first-epoch evaluations of the original
-
-
-class Interrupted(Exception):
-    """Ctrl-C stopped the run between two updates, after a checkpoint; the message says how to go on."""
 
 
 def train(args):
@@ -156,30 +151,6 @@ def build_trainer(args, model_cfg, opt_cfg):
     return trainer, towers_note
 
 
-class StopOnInterrupt:
-    """The first Ctrl-C asks the loop to stop after the current update (with a checkpoint); a second stops at once."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\ninterrupt: stopping after this update with a checkpoint (Ctrl-C again to stop at once)",
-              file=sys.stderr)
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
 class Run(logs.HeldRun):
     """The outputs of one run: log, TensorBoard, checkpoints, best params, submission; and the loop's state."""
 
@@ -263,7 +234,7 @@ class Run(logs.HeldRun):
             bar.set_postfix(loss=f"{result.loss:.3f}", **self.last_scores)
             with self.writer.as_default(step=n_update):
                 tf.summary.scalar("train_clf_loss", result.loss)
-                tf.summary.scalar("lr", result.lr)
+                tf.summary.scalar("learning_rate", result.lr)
 
     def evaluate(self):
         """The original `log()`: costs and metrics of train[:n_valid] and valid; best params on improvement.
@@ -331,7 +302,7 @@ class Run(logs.HeldRun):
     def stop_early(self, interrupted):
         n = self.trainer.n_updates
         if interrupted:
-            raise Interrupted(f"interrupted: checkpoint written at update {n}; continue with --resume")
+            raise Interrupted(n)
         print(f"stopped after update {n} (--stop_after_updates); continue with --resume")
         return self.trainer
 
@@ -367,15 +338,6 @@ class Run(logs.HeldRun):
                         os.unlink(os.path.join(directory, name))
 
 
-def interrupted_message(args):
-    """What to do after a Ctrl-C that stopped the run at once: the truth about what can be resumed."""
-    ckpt_dir = os.path.join(args.save_dir, args.desc or args.dataset or "", "checkpoints")
-    n = checkpoints.newest_checkpoint_update(ckpt_dir)
-    if n is None:
-        return "interrupted before the first checkpoint: nothing to resume; run again without --resume"
-    return f"interrupted: the newest checkpoint is at update {n}; continue from it with --resume"
-
-
 def main(argv=None):
     """`train.py`'s entry point: one-line errors and a non-zero exit, no traceback, for bad input."""
     args = cli.build_parser().parse_args(argv)
@@ -387,8 +349,9 @@ def main(argv=None):
         return 1
     except Interrupted as stop:
         print(stop, file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        print(interrupted_message(args), file=sys.stderr)
-        return 130
+        print(interrupted_message(os.path.join(args.save_dir, args.desc or args.dataset or "", "checkpoints")),
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0

@@ -16,6 +16,8 @@ from types import SimpleNamespace
 from gpt1_tf.config import ACTIVATIONS, Sampling
 from gpt1_tf.errors import DataError, Gpt1Error
 
+WEIGHTS_ADVICE = "or give --model_dir the folder that holds them, or --params a fine-tuned best_params.jl"
+
 
 def build_parser():
     p = argparse.ArgumentParser(prog="generate.py", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
@@ -38,11 +40,14 @@ def build_parser():
                    help="score these UTF-8 text files instead: tokens, mean loss (nats) and perplexity")
     p.add_argument("--stride", type=int, default=None,
                    help="--score: texts longer than the context are scored in windows of n_ctx tokens that "
-                        "advance by this many (default n_ctx // 2); each token is scored once")
+                        "advance by this many (default n_ctx // 2; at most n_ctx - 1, so that each window's first "
+                        "scored token has one before it); each token is scored once")
     return p
 
 
 def validate(args):
+    from gpt1_tf import cli
+    cli.check_finite_floats(build_parser(), args)
     for name in ("length", "n_samples"):
         if getattr(args, name) < 1:
             raise Gpt1Error(f"--{name} must be at least 1, got {getattr(args, name)}")
@@ -57,7 +62,7 @@ def load_model(args):
     spec = SimpleNamespace(source=args.params or args.model_dir, n_head=args.n_head, afn=args.afn, n_embd=None,
                            n_layer=None, n_ctx=None)
     if args.params is None:  # shards or HF; a missing folder gets the weights help, not a format list
-        weights = export.with_flags(export.read_pretrained(args.model_dir),
+        weights = export.with_flags(export.read_pretrained(args.model_dir, WEIGHTS_ADVICE),
                                     export.said_by(args.model_dir, export.kind_of(args.model_dir)), spec)
     else:
         weights = export.read_source(spec)
@@ -83,11 +88,12 @@ def run_generate(args, model, sampling, text_encoder):
 
 
 def run_score(args, model, text_encoder):
+    from gpt1_tf.corpus import text_ids
     from gpt1_tf.files import read_text
     from gpt1_tf.generation import token_losses
     texts = [read_text(path, "text to score") for path in args.score]  # every file checked before any work
     for path, text in zip(args.score, texts):
-        ids = text_encoder.encode([text], verbose=False)[0]
+        ids = text_ids(text, text_encoder)  # pretraining's rule for text: its perplexity of the same tokens
         if len(ids) < 2:
             raise DataError(path, f"{len(ids)} tokens: scoring needs at least 2")
         loss = float(token_losses(model, ids, args.stride).mean())

@@ -4,9 +4,11 @@ The LM head is the tied embedding over the n_vocab BPE rows only: a special-toke
 is never scored or sampled (the original's head covered the whole table; see
 pytorch-openai-transformer-lm #36).
 
-    gen = Generator(model)                        # a TransformerModel holding its weights
-    ids = gen.generate(prompt_ids, length=40, n_samples=2, top_p=0.9, seed=1)   # [2, 40] new ids
-    losses = score_ids(model, ids_of_a_text)       # per-token next-token losses (sliding windows)
+    from gpt1_tf.config import Sampling
+    from gpt1_tf.generation import Generator, token_losses
+    gen = Generator(model)                        # model: a TransformerModel holding its weights
+    ids = gen.generate(prompt_ids, 40, n_samples=2, sampling=Sampling(top_p=0.9), seed=1)  # [2, 40] new ids
+    losses = token_losses(model, text_ids)        # [len(text_ids) - 1] next-token losses (sliding windows)
 
 Generation runs one forward pass per new token over the cached keys and values of the positions
 before it: the cache is [n_layer, 2, B, n_head, n_ctx, d] with static shapes, and the loop a
@@ -145,11 +147,15 @@ def windows(n_tokens, n_ctx, stride=None):
 
     A text of at most n_ctx tokens is one window. Longer ones: windows of n_ctx tokens advancing by
     `stride` (default n_ctx // 2); each scores only the tokens the previous window did not, so every
-    prediction after the first window sees at least n_ctx - stride tokens of context.
+    prediction after the first window sees at least n_ctx - stride tokens of context. A window keeps
+    at least one token of the previous one (the context of its first scored token), so a stride of
+    n_ctx or more advances by n_ctx - 1.
     """
-    stride = stride or n_ctx // SCORE_STRIDE_FRACTION
     if n_tokens <= n_ctx:
         return [(0, n_tokens, 1)]
+    if n_ctx < 2:
+        raise Gpt1Error(f"a model of {n_ctx} position cannot score a text: each prediction needs a token before it")
+    stride = min(stride or n_ctx // SCORE_STRIDE_FRACTION, n_ctx - 1)
     out, start = [(0, n_ctx, 1)], stride
     while out[-1][1] < n_tokens:
         end = min(start + n_ctx, n_tokens)

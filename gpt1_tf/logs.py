@@ -10,6 +10,7 @@ record, of one of these kinds, told apart by the key it carries:
 - LOSS_SCALE_OVERFLOW (`loss_scale_overflow`): an update skipped by float16 loss scaling
 """
 import json
+import math
 import time
 
 from gpt1_tf.errors import DataError
@@ -18,6 +19,21 @@ from gpt1_tf.files import atomic_write
 EVALUATION, SKIPPED_UPDATE, LOSS_SCALE_OVERFLOW = "va_cost", "skipped_update", "loss_scale_overflow"
 ORIGINAL_KEYS = ("n_epochs", "n_updates", "tr_cost", "va_cost")  # of every evaluation record, in this order
 RECORD_KINDS = (EVALUATION, SKIPPED_UPDATE, LOSS_SCALE_OVERFLOW)
+
+
+def strict_json(record):
+    """One JSON line that any strict parser reads: a non-finite float (NaN, infinity) is written as null."""
+    return json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()},
+                      allow_nan=False)
+
+
+def last_evaluation_update(lines):
+    """n_updates of the newest evaluation record among a log's lines (the arguments line first), or None."""
+    for line in reversed(lines[1:]):
+        record = json.loads(line)
+        if record_kind(record) == EVALUATION:
+            return record["n_updates"]
+    return None
 
 
 def record_kind(record):
@@ -47,7 +63,7 @@ class ResultLogger:
         self.path = path
         if lines is None:
             kwargs.setdefault("time", time.time())
-            lines = [json.dumps(kwargs)]
+            lines = [strict_json(kwargs)]
         self.lines = list(lines)
         self._flush()
 
@@ -64,7 +80,7 @@ class ResultLogger:
 
     def _log(self, **kwargs):
         kwargs.setdefault("time", time.time())
-        self.lines.append(json.dumps(kwargs))
+        self.lines.append(strict_json(kwargs))
         self._flush()
 
     def _flush(self):

@@ -71,6 +71,12 @@ class OpenAIAdam(keras.optimizers.Optimizer):
         # the original evaluated the schedule at the incremented t (its golden outputs agree)
         return lrt * lr_schedules[self.schedule](tt / self.t_total, warmup=self.warmup)
 
+    def scheduled_rate(self):
+        """The schedule's learning rate of the coming update, lr * schedule(t / t_total): what a log calls the
+        learning rate. `scheduled_lr` is the step size Adam takes, this times its bias correction."""
+        tt = tf.cast(self.iterations, tf.float32) + 1
+        return self.lr * lr_schedules[self.schedule](tt / self.t_total, warmup=self.warmup)
+
     def apply(self, grads, trainable_variables=None, global_norm=None):
         """Clip `grads` by their global norm (`global_norm` when the caller has it: one pass fewer), then update."""
         grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]

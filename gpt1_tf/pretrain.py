@@ -6,18 +6,25 @@ library parts: `gpt1_tf.corpus` (text -> cached tokens -> tf.data windows) and
 `gpt1_tf.pretraining` (strategies, the LM step). The defaults are the paper's recipe.
 """
 import argparse
+import json
 import math
 import os
 import sys
+import time
 
-from gpt1_tf import checkpoints, corpus, pretrained
+from gpt1_tf import checkpoints, cli, corpus, logs, pretrained
 from gpt1_tf.config import ACTIVATIONS, LR_SCHEDULES, MAX_N_CTX, MIN_N_CTX, ModelConfig, OptConfig
 from gpt1_tf.errors import Gpt1Error
-from gpt1_tf.files import FolderLock, atomic_folder, check_output_folder
+from gpt1_tf.files import FolderLock, atomic_folder, atomic_write, check_new_output, check_output_folder
+from gpt1_tf.interrupts import EXIT_INTERRUPTED, Interrupted, StopOnInterrupt, interrupted_message
 from gpt1_tf.logs import HeldRun, ResultLogger
 
 # flags a --resume may change besides train.py's (checkpoints.RESUME_FREE): how often, how long to wait
 RESUME_FREE = ("eval_every", "cluster_timeout", "collective_timeout", "cache_dir")
+# what --out holds after a run: the original's shards and this program's note that it wrote them (the
+# marker: a folder holding it and nothing but these files is an earlier output, replaced by the next run)
+OUT_MARKER = "pretrained_by_gpt1_tf.json"
+OUT_FILES = (OUT_MARKER, pretrained.SHAPES_FILE, *pretrained.shard_names())
 
 
 def build_parser():
@@ -28,7 +35,8 @@ def build_parser():
     p.add_argument("--log_dir", default="log/")
     p.add_argument("--save_dir", default="save/")
     p.add_argument("--cache_dir", default=None, help="token cache (default <save_dir>/token_cache/)")
-    p.add_argument("--out", default=None, help="the shards (default <save_dir>/<desc>/model/)")
+    p.add_argument("--out", default=None, help="the shards (default <save_dir>/<desc>/model/): a new or empty "
+                   "folder, or an earlier --out of pretrain.py, which is replaced")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--n_iter", type=int, default=100, help="epochs (the paper: 100)")
     p.add_argument("--n_batch", type=int, default=64, help="windows per update, over all replicas (the paper: 64)")
@@ -64,6 +72,7 @@ def build_parser():
 
 
 def validate(args):
+    cli.check_finite_floats(build_parser(), args)
     for name in ("n_iter", "n_batch", "n_embd", "n_head", "n_layer", "eval_every", "save_every", "max_valid_windows",
                  "stop_after_updates", "lr_warmup_updates"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
@@ -72,6 +81,12 @@ def validate(args):
         raise Gpt1Error(f"--n_ctx must be in {MIN_N_CTX}..{MAX_N_CTX}, got {args.n_ctx}")
     if not 0 <= args.valid_fraction < 1:
         raise Gpt1Error(f"--valid_fraction must be in [0, 1), got {args.valid_fraction}")
+    for name in ("cluster_timeout", "collective_timeout"):
+        if getattr(args, name) <= 0:
+            raise Gpt1Error(f"--{name} must be positive, got {getattr(args, name)}")
+    if os.environ.get("TF_CONFIG"):
+        from gpt1_tf.pretraining import cluster_of
+        cluster_of(os.environ["TF_CONFIG"])  # a bad cluster spec is refused before the corpus is read
     args.cache_dir = args.cache_dir or os.path.join(args.save_dir, "token_cache")
     args.out = args.out or os.path.join(args.save_dir, args.desc, "model")
     model_config(args, n_vocab=ModelConfig.n_vocab)  # each config checks its own fields
@@ -124,6 +139,8 @@ def pretrain(args):
     text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
     check_output_folder(args.log_dir, "--log_dir")
     check_output_folder(args.save_dir, "--save_dir")
+    check_output_folder(args.cache_dir, "--cache_dir")
+    check_new_output(args.out, "--out", earlier=OUT_FILES)
     tokens, n_train, n_valid, n_batches, corpus_line = load_corpus(args, text_encoder)
     model_cfg = model_config(args, len(text_encoder.encoder))
     opt_cfg = opt_config(args, n_batches * args.n_iter)
@@ -138,7 +155,7 @@ def pretrain(args):
     run.say(describe(strategy))
     run.say(corpus_line)
     valid = corpus.window_ids(tokens, range(n_train, n_train + n_valid), args.n_ctx)
-    with run.hold():
+    with run.hold(), StopOnInterrupt() as stop:
         for epoch in range(run.n_epochs, args.n_iter):
             order = corpus.epoch_order(n_train, args.n_batch, args.seed, epoch)
             for position, ids in run.epoch(tokens, order, strategy):
@@ -147,8 +164,10 @@ def pretrain(args):
                 if n % args.eval_every == 0:
                     run.evaluate(valid)
                 stop_now = args.stop_after_updates is not None and n >= args.stop_after_updates
-                if stop_now or n % args.save_every == 0:
+                if stop_now or stop.requested or n % args.save_every == 0:
                     run.checkpoint(position + 1)
+                if stop.requested:
+                    raise Interrupted(n)
                 if stop_now:
                     run.say(f"stopped after update {n}: continue with --resume")
                     return trainer
@@ -163,12 +182,18 @@ class PretrainRun(HeldRun):
     def __init__(self, args, trainer, chief):
         self.args, self.trainer, self.chief = args, trainer, chief
         self.n_epochs, self.position, self.losses = 0, 0, []
+        self.evaluated_at = None  # the update of the latest evaluation: one evaluation per update
         self.log_path = os.path.join(args.log_dir, f"{args.desc}.jsonl")
         ckpt_dir = os.path.join(args.save_dir, args.desc, "checkpoints")
         parts = {"model": trainer.model, "optimizer": trainer.optimizer}
         flags = {k: v for k, v in checkpoints.run_flags(args).items() if k not in RESUME_FREE}
         self.checkpointer = checkpoints.Checkpointer(ckpt_dir, parts, flags, n_updates_fn=lambda: trainer.n_updates)
-        self.logger = self.writer = self.lock = None
+        self.logger = self.writer = self.lock = self.bar = None
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()  # an error's line then starts where the bar was, not after it
+        super().__exit__(*exc)
 
     def say(self, line):
         if self.chief:
@@ -196,6 +221,7 @@ class PretrainRun(HeldRun):
         if state is None:
             raise Gpt1Error(f"--resume: no checkpoint in {self.checkpointer.ckpt_dir}")
         self.n_epochs, self.position = state["n_epochs"], state["position"]
+        self.evaluated_at = logs.last_evaluation_update(state["log_lines"])
         self.say(f"resumed from update {state['n_updates']} (epoch {self.n_epochs + 1}, batch {self.position})")
         return state
 
@@ -225,23 +251,33 @@ class PretrainRun(HeldRun):
             import tensorflow as tf
             with self.writer.as_default(step=self.trainer.n_updates):
                 tf.summary.scalar("train_loss", loss)
-                tf.summary.scalar("lr", lr)
+                tf.summary.scalar("learning_rate", lr)
                 tf.summary.scalar("grad_norm", norm)
 
     def evaluate(self, valid):
-        """Held-out loss and perplexity, logged with the mean training loss since the last evaluation."""
-        va = self.trainer.evaluate(valid) if len(valid) else float("nan")
-        tr = sum(self.losses) / len(self.losses) if self.losses else float("nan")
-        self.losses = []
+        """Held-out loss and perplexity, logged with the mean training loss since the last evaluation.
+
+        Once per update: an evaluation that falls on an epoch's end is not repeated there. A value
+        that cannot be measured (no held-out windows, no update since the last evaluation) is null.
+        """
         n = self.trainer.n_updates
+        if n == self.evaluated_at:
+            return
+        self.evaluated_at = n
+        va = self.trainer.evaluate(valid) if len(valid) else None
+        tr = sum(self.losses) / len(self.losses) if self.losses else None
+        ppl = None if va is None else math.exp(va)
+        self.losses = []
         if not self.chief:
             return
-        self.logger.evaluation(n_epochs=self.n_epochs, n_updates=n, tr_cost=tr, va_cost=va, va_ppl=math.exp(va))
+        self.logger.evaluation(n_epochs=self.n_epochs, n_updates=n, tr_cost=tr, va_cost=va, va_ppl=ppl)
         import tensorflow as tf
         with self.writer.as_default(step=n):
-            tf.summary.scalar("va_cost", va)
-            tf.summary.scalar("va_ppl", math.exp(va))
-        self.bar.write(f"{self.n_epochs} {n} train loss {tr:.3f}  held-out loss {va:.3f}  perplexity {math.exp(va):.2f}")
+            for name, value in (("va_cost", va), ("va_ppl", ppl)):
+                if value is not None:
+                    tf.summary.scalar(name, value)
+        self.bar.write(f"{self.n_epochs} {n} train loss {_num(tr, '.3f')}  held-out loss {_num(va, '.3f')}  "
+                       f"perplexity {_num(ppl, '.2f')}")
 
     def checkpoint(self, position):
         if self.chief:
@@ -258,9 +294,15 @@ class PretrainRun(HeldRun):
         """The trained body as the original's shards (`params_*.npy`, `params_shapes.json`), whole or not at all."""
         if not self.chief:
             return
-        with atomic_folder(self.args.out, replace=True) as tmp:
+        note = dict(program="pretrain.py", desc=self.args.desc, n_updates=self.trainer.n_updates, time=time.time())
+        with atomic_folder(self.args.out, earlier=OUT_FILES, flag="--out") as tmp:
             pretrained.export_shards(self.trainer.model, tmp)
+            atomic_write(os.path.join(tmp, OUT_MARKER), lambda f: f.write(json.dumps(note).encode()))
         self.say(f"wrote {self.args.out} (the original's shards: train.py --model_dir {self.args.out})")
+
+
+def _num(value, spec):
+    return "-" if value is None else format(value, spec)
 
 
 def cluster_failure(err):
@@ -278,7 +320,7 @@ def main(argv=None):
     """`pretrain.py`'s entry point: one-line errors, exit 1, no traceback."""
     args = build_parser().parse_args(argv)
     from gpt1_tf.runtime import quiet_tensorflow
-    with quiet_tensorflow():
+    with quiet_tensorflow(level=3):  # a cluster's gRPC and collective errors: the one line below says it
         import tensorflow as tf  # devices untouched: a MultiWorkerMirroredStrategy must set them up itself
     try:
         validate(args)
@@ -290,6 +332,12 @@ def main(argv=None):
     except tf.errors.OpError as err:  # a collective that lost a worker, a peer that went away
         print(f"error: the run stopped: {cluster_failure(err)}", file=sys.stderr)
         return 1
+    except Interrupted as stop:
+        print(stop, file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print(interrupted_message(os.path.join(args.save_dir, args.desc, "checkpoints")), file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 

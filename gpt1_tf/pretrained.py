@@ -18,10 +18,16 @@ from gpt1_tf.errors import DataError, Gpt1Error
 from gpt1_tf.files import atomic_write, read_text
 
 N_SHARDS = 10
+SHAPES_FILE = "params_shapes.json"
 N_PER_LAYER = 12
 WEIGHTS_HELP = ("put GPT-1's weights there: OpenAI's params_0.npy .. params_9.npy and params_shapes.json "
                 "(github.com/openai/finetune-transformer-lm, folder model/), or HuggingFace's config.json and "
-                "model.safetensors (openai-community/openai-gpt); train.py: or --n_transfer -1 to train from scratch")
+                "model.safetensors (openai-community/openai-gpt)")
+
+
+def weights_help(advice=None):
+    """WEIGHTS_HELP, then a program's own advice (train.py's `--n_transfer -1`, generate.py's `--params`)."""
+    return WEIGHTS_HELP + (f"; {advice}" if advice else "")
 
 
 def expected_shapes(cfg):
@@ -59,8 +65,11 @@ def get_params(model, copy=True):
     return [np.asarray(p.numpy()) for p in model.params_in_order()]
 
 
-def check_params(arrays, cfg, source):
-    """Raise DataError unless `arrays` is a list of the right number of arrays of the right shapes."""
+def check_params(arrays, cfg, source, *, missing_head=None):
+    """Raise DataError unless `arrays` is a list of the right number of arrays of the right shapes.
+
+    `missing_head`: the head file a params file lacks (`head_path`), named when the classifier differs.
+    """
     want = expected_shapes(cfg)
     if not isinstance(arrays, (list, tuple)):
         raise DataError(source, f"expected a list of {len(want)} arrays, found {type(arrays).__name__}")
@@ -69,15 +78,23 @@ def check_params(arrays, cfg, source):
     for i, (a, shape) in enumerate(zip(arrays, want)):
         found = getattr(a, "shape", None)
         if i == len(want) - 2 and found is not None and len(found) == 2 and found[0] == shape[0] and found[1] != shape[1]:
-            raise DataError(source, f"its classifier clf/w has shape {tuple(found)}, this model's {_describe(head_of(cfg))} "
-                                    f"head has {tuple(shape)}: the heads differ (the params of another task?); "
-                                    "nothing loaded")
+            raise DataError(source, _other_classifier(tuple(found), tuple(shape), cfg, missing_head))
         if found is None or tuple(found) != tuple(shape):
             raise DataError(source, f"array {i} has shape {found}, expected {tuple(shape)}")
         if not np.issubdtype(np.asarray(a).dtype, np.floating):
             raise DataError(source, f"array {i} has dtype {np.asarray(a).dtype}, expected float32")
         if not np.all(np.isfinite(a)):
             raise DataError(source, f"array {i} has non-finite values")
+
+
+def _other_classifier(found, shape, cfg, missing_head):
+    """The problem of a classifier of another shape: another task's params, or (no head file) an unknown head."""
+    if missing_head is None:
+        return (f"its classifier clf/w has shape {found}, this model's {_describe(head_of(cfg))} head has {shape}: "
+                "the heads differ (the params of another task?); nothing loaded")
+    return (f"its classifier clf/w has shape {found}, not the {shape} of a {_describe(head_of(cfg))} head, and "
+            f"{os.path.basename(missing_head)} is missing beside it (train.py writes it with the params to say their "
+            "head: task format and classes); put it back; nothing loaded")
 
 
 def set_params(model, arrays, source="params"):
@@ -118,7 +135,7 @@ def read_params_file(path, mmap=False):
 def load_params(path, cfg, mmap=False):
     """Load a `best_params.jl` and check it against `cfg` (`mmap`: see `read_params_file`)."""
     arrays = read_params_file(path, mmap)
-    check_params(arrays, cfg, path)
+    check_params(arrays, cfg, path, missing_head=None if os.path.exists(head_path(path)) else head_path(path))
     _check_head(path, cfg)
     return [np.asarray(a, dtype=np.float32) for a in arrays]
 
@@ -146,13 +163,16 @@ def _check_head(path, cfg):
 
 # --- the original shard format -------------------------------------------------------------------
 
-def load_shards(model_dir):
-    """Read params_shapes.json and params_0..9.npy: the list of arrays (positions, tokens, layers...)."""
-    shapes_path = os.path.join(model_dir, "params_shapes.json")
+def load_shards(model_dir, advice=None):
+    """Read params_shapes.json and params_0..9.npy: the list of arrays (positions, tokens, layers...).
+
+    `advice`: what the reading program adds to WEIGHTS_HELP when the folder or a file is missing.
+    """
+    shapes_path = os.path.join(model_dir, SHAPES_FILE)
     if not os.path.isdir(model_dir):
-        raise DataError(model_dir, f"no such model directory: {WEIGHTS_HELP}")
+        raise DataError(model_dir, f"no such model directory: {weights_help(advice)}")
     if not os.path.exists(shapes_path):
-        raise DataError(shapes_path, f"missing: {WEIGHTS_HELP}")
+        raise DataError(shapes_path, f"missing: {weights_help(advice)}")
     try:
         shapes = json.loads(read_text(shapes_path, "weight shapes"))
     except ValueError as err:
@@ -163,10 +183,10 @@ def load_shards(model_dir):
         raise DataError(shapes_path, f"{len(shapes)} shapes: expected 2 + 12 per layer")
     sizes = [int(np.prod(s)) for s in shapes]
     flat = []
-    for n in range(N_SHARDS):
-        path = os.path.join(model_dir, f"params_{n}.npy")
+    for name in shard_names():
+        path = os.path.join(model_dir, name)
         if not os.path.exists(path):
-            raise DataError(path, f"missing shard: {WEIGHTS_HELP}")
+            raise DataError(path, f"missing shard: {weights_help(advice)}")
         try:
             a = np.load(path, allow_pickle=False)
         except Exception as err:
@@ -194,14 +214,19 @@ def _is_shape_list(shapes):
             and all(isinstance(s, list) and s and all(is_dim(d) for d in s) for s in shapes))
 
 
+def shard_names(n_shards=N_SHARDS):
+    """The shards' file names, params_0.npy .. params_9.npy (beside SHAPES_FILE)."""
+    return tuple(f"params_{n}.npy" for n in range(n_shards))
+
+
 def save_shards(arrays, model_dir, n_shards=N_SHARDS):
     """Write arrays (the shard order: positions, tokens, then 12 per layer) as the original files."""
     os.makedirs(model_dir, exist_ok=True)
     flat = np.concatenate([np.asarray(a, dtype=np.float32).ravel() for a in arrays])
-    for n, piece in enumerate(np.array_split(flat, n_shards)):
-        atomic_write(os.path.join(model_dir, f"params_{n}.npy"), lambda f, piece=piece: np.save(f, piece))
+    for name, piece in zip(shard_names(n_shards), np.array_split(flat, n_shards)):
+        atomic_write(os.path.join(model_dir, name), lambda f, piece=piece: np.save(f, piece))
     shapes = [list(np.shape(a)) for a in arrays]
-    atomic_write(os.path.join(model_dir, "params_shapes.json"),
+    atomic_write(os.path.join(model_dir, SHAPES_FILE),
                  lambda f: f.write(json.dumps(shapes).encode()))
 
 

@@ -10,7 +10,8 @@ The step (`LMTrainer.train_step`): each replica's mean next-token loss over its 
 tied head over the token rows, `heads.next_token_losses`) and its gradients; the replicas'
 gradients averaged (an all-reduce across workers), then, once, clipped by global norm and applied
 by the original Adam, as the fine-tuning Trainer does. Dropout masks are stateless, seeded by
-(seed, update, replica). The same global batch gives the same update at any number of workers.
+(seed, update, replica). Without dropout the same global batch gives the same update at any number
+of workers; with dropout the masks depend on the replica, so the split changes the run.
 """
 import json
 import os
@@ -46,11 +47,16 @@ def cluster_of(tf_config):
     except (ValueError, KeyError, TypeError, IndexError):
         raise Gpt1Error("TF_CONFIG is not a cluster spec: {\"cluster\": {\"worker\": [\"host:port\", ...]}, "
                         "\"task\": {\"type\": \"worker\", \"index\": i}}") from None
+    for address in addresses:
+        _address(address)  # each one checked before any socket is opened
     return me, [a for a in addresses if a != me]
 
 
 def _address(text):
-    host, _, port = text.rpartition(":")
+    """(host, port) of a TF_CONFIG address `host:port` ([v6]:port too); Gpt1Error naming it otherwise."""
+    host, _, port = text.rpartition(":") if isinstance(text, str) else ("", "", "")
+    if not host or not port.isdigit() or not 0 < int(port) < 2 ** 16:
+        raise Gpt1Error(f"TF_CONFIG: {text!r} is not a host:port address with a port in 1..65535")
     return host.strip("[]"), int(port)
 
 
@@ -62,7 +68,11 @@ def wait_for_cluster(tf_config, timeout):
     and each of them has reached it. Then the sockets close and TensorFlow takes the ports.
     """
     me, peers = cluster_of(tf_config)
-    server = socket.create_server(("", _address(me)[1]), reuse_port=False)
+    try:
+        server = socket.create_server(("", _address(me)[1]), reuse_port=False)
+    except OSError as err:
+        raise Gpt1Error(f"TF_CONFIG: this worker cannot listen on {me} ({os.strerror(err.errno)}): another program may "
+                        "hold the port; choose a free one") from None
     server.settimeout(0.1)
     heard, reached, deadline = set(), set(), time.time() + timeout
     try:
@@ -159,7 +169,7 @@ class LMTrainer:
         if not (np.isfinite(loss) and np.isfinite(norm)):
             raise Gpt1Error(f"update {self.n_updates + 1}: the loss or gradient is not finite (loss {loss}, "
                             f"norm {norm}); lower --lr, or --resume from the last checkpoint")
-        lr = float(self.optimizer.scheduled_lr())
+        lr = float(self.optimizer.scheduled_rate())
         self._apply_fn(grads)
         return loss, norm, lr
 

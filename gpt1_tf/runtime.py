@@ -18,19 +18,21 @@ def tf_noise_wanted():
 
 
 @contextlib.contextmanager
-def quiet_tensorflow():
+def quiet_tensorflow(level=2):
     """Hide TensorFlow's C++ start-up lines (CUDA probing, oneDNN and CPU-feature notices).
 
     Those lines are written to file descriptor 2 before TensorFlow reads TF_CPP_MIN_LOG_LEVEL,
     so the descriptor itself points at /dev/null while TensorFlow is imported and its devices
     are set up (wrap each place that may do either first); later C++ warnings are filtered with
-    TF_CPP_MIN_LOG_LEVEL=2 (errors still show). A no-op when the user set TF_CPP_MIN_LOG_LEVEL:
-    their level applies, and everything shows.
+    TF_CPP_MIN_LOG_LEVEL=2 (errors still show), or `level` 3 (errors hidden too: pretrain.py, whose
+    cluster runs log gRPC and collective errors on their way to the one line that explains them).
+    TensorFlow reads the level once, so the first call (around the import) decides. A no-op when
+    the user set TF_CPP_MIN_LOG_LEVEL: their level applies, and everything shows.
     """
     if tf_noise_wanted():
         yield
         return
-    os.environ[TF_LOG_ENV] = "2"
+    os.environ.setdefault(TF_LOG_ENV, str(level))
     sys.stderr.flush()
     saved = os.dup(2)
     try:

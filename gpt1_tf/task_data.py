@@ -368,21 +368,34 @@ def _records(path):
         yield line, dict(zip(first[1], row))
 
 
-def _generic_file(path, text_columns, choice_columns, label_column, labels, task_format):
-    """One generic file -> Examples (a file without the label column gives label None)."""
-    examples = []
+def _generic_file(path, text_columns, choice_columns, label_column, labels, task_format, need_label):
+    """One generic file -> Examples. A train or dev file (`need_label`) has a label in every row; a test
+    file in every row or in none (then label None: nothing to score against)."""
+    examples, labelled = [], None
     for line, row in _records(path):
         texts = tuple(str(_field(path, line, row, c, object)) for c in text_columns)
         choices = tuple(str(_field(path, line, row, c, object)) for c in choice_columns)
         if not all(t.strip() for t in texts + choices):
             raise DataError(path, "empty text", line)
         label = row.get(label_column) if label_column else None
+        if label_column:
+            labelled = need_label or (label is not None if labelled is None else labelled)
+            _check_label_present(path, line, label_column, label is not None, labelled, need_label)
         if label is not None:
             label = _label(path, line, str(label), labels)
         examples.append(Example(texts, label=label, choices=choices))
     if not examples:
         raise DataError(path, "no examples")
     return examples
+
+
+def _check_label_present(path, line, column, present, wanted, need_label):
+    if present == wanted:
+        return
+    if present:
+        raise DataError(path, f"{column!r} here but not in the rows before (a test file labels every row or none)", line)
+    why = "a train or dev file labels every row" if need_label else "the rows before have one"
+    raise DataError(path, f"no {column!r} ({why})", line)
 
 
 def generic_labels(path, label_column):
@@ -409,5 +422,5 @@ def generic(paths, *, text_columns, label_column=None, task_format, labels=None,
     if label_column and not labels and task_format != "similarity":
         raise DataError(next(iter(paths.values())), f"no values in column {label_column!r} to take the labels "
                                                     "from; pass labels=[...]")
-    return {split: _generic_file(p, tuple(text_columns), tuple(choice_columns), label_column, labels, task_format)
-            for split, p in paths.items()}
+    return {split: _generic_file(p, tuple(text_columns), tuple(choice_columns), label_column, labels, task_format,
+                                 need_label=not split.startswith("test")) for split, p in paths.items()}

@@ -70,7 +70,7 @@ def load_rocstories(args, text_encoder):
     from gpt1_tf import datasets
     splits = datasets.rocstories(args.data_dir, n_valid=args.n_valid)
     (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3) = transforms.encode_dataset(
-        splits, encoder=text_encoder)
+        splits, encoder=text_encoder, verbose=True)
     n_vocab = len(text_encoder.encoder)
     max_len = transforms.max_len_for(args.n_ctx)
     n_ctx = transforms.compute_n_ctx([(trX1, trX2, trX3), (vaX1, vaX2, vaX3), (teX1, teX2, teX3)], args.n_ctx)
@@ -88,7 +88,7 @@ def load_task(args, text_encoder):
     """A named task (GLUE, SNLI, SciTail, RACE) or a generic dataset: its splits as model arrays."""
     task_format, labels, examples, submissions = read_examples(args)
     names = list(examples)
-    encoded = transforms.encode_examples([e for n in names for e in examples[n]], encoder=text_encoder)
+    encoded = transforms.encode_examples([e for n in names for e in examples[n]], encoder=text_encoder, verbose=True)
     at = np.cumsum([0] + [len(examples[n]) for n in names])
     examples = {n: encoded[at[i]:at[i + 1]] for i, n in enumerate(names)}
     n_ctx = transforms.task_n_ctx(task_format, list(examples.values()), args.n_ctx)

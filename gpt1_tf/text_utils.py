@@ -170,8 +170,8 @@ class TextEncoder:
         self.cache[token] = word
         return word
 
-    def encode(self, texts, verbose=True, batch_size=256):
-        """Encode a list of texts to lists of BPE ids (unknown pieces -> 0).
+    def encode(self, texts, verbose=False, batch_size=256):
+        """Encode a list of texts to lists of BPE ids (unknown pieces -> 0); `verbose`: a progress bar (programs).
 
         All texts are fixed and standardized first, then tokenized in batches by spaCy's tokenizer
         alone; a token's ids are looked up once per call (the BPE cache is shared across calls).

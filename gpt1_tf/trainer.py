@@ -26,7 +26,8 @@ APPLIED, NONFINITE, LOSS_SCALE_OVERFLOW = "applied", "nonfinite", "loss_scale_ov
 
 StepResult = collections.namedtuple("StepResult", "status loss norm lr")
 StepResult.__doc__ = """One `train_step`: `status` (APPLIED, NONFINITE or LOSS_SCALE_OVERFLOW), the mean clf
-loss, the gradients' global norm (before clipping) and, when applied, the update's learning rate."""
+loss, the gradients' global norm (before clipping) and, when applied, the update's learning rate as scheduled
+(lr * schedule(t / t_total); Adam's step size is this times its bias correction, `OpenAIAdam.scheduled_lr`)."""
 
 
 def trim_to_longest(X, M, multiple=1):
@@ -221,7 +222,7 @@ class Trainer:
             return StepResult(LOSS_SCALE_OVERFLOW, loss, norm_value, None)
         if not (math.isfinite(loss) and math.isfinite(norm_value)):
             return StepResult(NONFINITE, loss, norm_value, None)
-        lr = float(self.optimizer.scheduled_lr())  # this update's rate (read before it counts)
+        lr = float(self.optimizer.scheduled_rate())  # this update's scheduled rate (read before it counts)
         self.apply_gradients(grads, norm)
         return StepResult(APPLIED, loss, norm_value, lr)
 

@@ -20,14 +20,14 @@ def _is_text_field(field):
     return isinstance(field, (list, tuple)) and len(field) > 0 and isinstance(field[0], str)
 
 
-def encode_dataset(splits, *, encoder):
+def encode_dataset(splits, *, encoder, verbose=False):
     """Encode every text field of every split with `encoder.encode`; other fields pass through.
 
     All texts go through one batched `encode` call (one progress bar, one shared BPE cache); the
     result equals encoding each field separately, as the original did, since `encode` is per text.
     """
     texts = [text for split in splits for field in split if _is_text_field(field) for text in field]
-    ids = iter(encoder.encode(texts))
+    ids = iter(encoder.encode(texts, verbose=verbose))
     encoded_splits = []
     for split in splits:
         fields = []
@@ -147,10 +147,10 @@ def sequence_len(fields, max_len):
     return sum(len(f[:max_len]) for f in fields) + len(fields) + 1
 
 
-def encode_examples(examples, *, encoder):
+def encode_examples(examples, *, encoder, verbose=False):
     """The examples with every text and choice encoded to token ids, in one batched `encode` call."""
     texts = [t for e in examples for t in (*e.texts, *e.choices)]
-    ids = iter(encoder.encode(texts))
+    ids = iter(encoder.encode(texts, verbose=verbose))
     return [dataclasses.replace(e, texts=tuple(next(ids) for _ in e.texts),
                                 choices=tuple(next(ids) for _ in e.choices)) for e in examples]
 

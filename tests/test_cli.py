@@ -46,6 +46,19 @@ class RefusedUpFrontTest(tf.test.TestCase):
             with self.subTest(seed=seed):
                 self.assert_refused(self.flags + ["--seed", seed], "--seed", seed)
 
+    def test_non_finite_floats(self):
+        # every float flag of train.py's parser (argparse's float() takes 'nan' and 'inf')
+        from gpt1_tf import cli
+        floats = [a.option_strings[0] for a in cli.build_parser()._actions if a.type is float]
+        self.assertContainsSubset(["--lr", "--l2", "--lm_coef", "--b1", "--e", "--max_grad_norm", "--clf_pdrop"], floats)
+        for flag in floats:
+            for value in ("nan", "inf", "-inf"):
+                with self.subTest(flag=flag, value=value):
+                    self.assert_refused(self.flags + [f"{flag}={value}"], f"error: {flag} must be a finite number")
+
+    def test_n_transfer_below_minus_one(self):
+        self.assert_refused(self.flags + ["--n_transfer", "-2"], "--n_transfer must be -1", "got -2")
+
     def test_stop_after_updates_below_one(self):
         for n in ("0", "-3"):
             with self.subTest(n=n):

@@ -60,6 +60,23 @@ class OneOwnerTest(tf.test.TestCase):
             ModelConfig(n_ctx=config.MAX_N_CTX + 1)
 
 
+class FiniteValuesTest(tf.test.TestCase):
+    """NaN passes every range check written as a comparison; each config refuses it (and infinity) by name."""
+
+    def test_non_finite_fields_are_refused(self):
+        from gpt1_tf.config import Sampling
+        for make, name in ((lambda v: OptConfig(lr=v), "lr"), (lambda v: OptConfig(lr_warmup=v), "lr_warmup"),
+                           (lambda v: OptConfig(b2=v), "b2"), (lambda v: OptConfig(e=v), "e"),
+                           (lambda v: OptConfig(l2=v), "l2"), (lambda v: OptConfig(max_grad_norm=v), "max_grad_norm"),
+                           (lambda v: Sampling(temperature=v), "temperature"), (lambda v: Sampling(top_p=v), "top_p"),
+                           (lambda v: ModelConfig(embd_pdrop=v), "embd_pdrop")):
+            for value in (float("nan"), float("inf")):
+                with self.subTest(name=name, value=value):
+                    with self.assertRaisesRegex(ConfigError, f"^{name} must be"):
+                        make(value)
+        OptConfig(max_grad_norm=-1.0)  # no clipping, as the original's max_grad_norm <= 0
+
+
 class KerasSavingTest(tf.test.TestCase):
 
     def test_keras_file_round_trip(self):

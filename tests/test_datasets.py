@@ -142,6 +142,13 @@ class ReaderValidationTest(unittest.TestCase):
                 row = story_row(1)[:7] + [label]
                 self.assert_error(csv_text([story_row(0), row]), f"AnswerRightEnding is {label!r}", line=3)
 
+    def test_empty_sentence(self):
+        for field in range(1, 7):
+            with self.subTest(field=field):
+                row = story_row(1)
+                row[field] = "  "
+                self.assert_error(csv_text([story_row(0), row]), f"empty text in {HEADER[field]}", line=3)
+
     def test_truncated_last_row(self):
         text = csv_text([story_row(0), story_row(1)])
         self.assert_error(text[: text.rindex(",End 1 b.")], "row has 6 fields", line=3)

@@ -4,8 +4,9 @@ import stat
 import tempfile
 import unittest
 
+from gpt1_tf import files
 from gpt1_tf.errors import Gpt1Error
-from gpt1_tf.files import atomic_write, check_output_folder
+from gpt1_tf.files import atomic_folder, atomic_write, check_output_folder
 
 
 def mode(path):
@@ -50,6 +51,58 @@ class OutputFolderTest(unittest.TestCase):
         for path in (os.path.join(root, "f"), os.path.join(root, "f", "deeper")):
             with self.assertRaisesRegex(Gpt1Error, "exists and is not a folder, so --x"):
                 check_output_folder(path, "--x")
+
+
+class AtomicFolderTest(unittest.TestCase):
+    """An output folder is written whole; only a writer's own earlier output is ever replaced, by name."""
+
+    NAMES = ("marker.json", "a.npy", "b.npy")
+
+    def write(self, folder, names):
+        os.makedirs(folder, exist_ok=True)
+        for name in names:
+            with open(os.path.join(folder, name), "w") as f:
+                f.write(name)
+
+    def test_an_earlier_output_is_replaced(self):
+        out = os.path.join(tempfile.mkdtemp(), "out")
+        self.write(out, self.NAMES)
+        with atomic_folder(out, earlier=self.NAMES) as tmp:
+            self.write(tmp, self.NAMES[:2])
+        self.assertCountEqual(os.listdir(out), self.NAMES[:2])
+        self.assertEqual(os.listdir(os.path.dirname(out)), ["out"])  # the old folder is gone, nothing else
+
+    def test_other_files_are_never_removed(self):
+        root = tempfile.mkdtemp()
+        for names in (("a.npy", "b.npy"), (*self.NAMES, "mine.txt")):  # no marker; a file the writer never writes
+            with self.subTest(names=names):
+                out = os.path.join(root, f"out{len(names)}")
+                self.write(out, names)
+                with self.assertRaisesRegex(Gpt1Error, "not an empty folder or an earlier output"):
+                    with atomic_folder(out, earlier=self.NAMES):
+                        self.fail("the block must not run")
+                self.assertCountEqual(os.listdir(out), names)
+
+    def test_a_file_that_arrives_during_the_write_is_kept(self):
+        root = tempfile.mkdtemp()
+        out = os.path.join(root, "out")
+        self.write(out, self.NAMES)
+        with atomic_folder(out, earlier=self.NAMES) as tmp:
+            self.write(tmp, self.NAMES)
+            self.write(out, ["arrived.txt"])  # another program writes into the old folder meanwhile
+        old, = [n for n in os.listdir(root) if n.startswith("out.old-")]
+        self.assertEqual(os.listdir(os.path.join(root, old)), ["arrived.txt"])
+        self.assertCountEqual(os.listdir(out), self.NAMES)
+
+    def test_outputs_in_the_way(self):
+        root = tempfile.mkdtemp()
+        self.write(root, ["afile"])
+        for path in (os.path.join(root, "afile"), os.path.join(root, "afile", "sub")):
+            with self.subTest(path=path):
+                with self.assertRaisesRegex(Gpt1Error, "afile: exists and is not a folder"):
+                    with atomic_folder(path):
+                        self.fail("the block must not run")
+        self.assertRaisesRegex(Gpt1Error, "exists; remove it", files.check_new_file, os.path.join(root, "afile"), "--out")
 
 
 if __name__ == "__main__":

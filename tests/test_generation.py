@@ -7,8 +7,10 @@
   argmax is never picked;
 - sampling draws from the filtered softmax (frequencies, top-k, top-p against NumPy);
 - per-sequence mean losses equal transformers' `lm_loss_*` (1e-5); sliding windows score each
-  token once, with the context its window gives;
-- generate.py: the bad inputs of the issue, one line, exit 1.
+  token once, with the context its window gives, whatever the stride (one of n_ctx or more too);
+- the module docstring's example runs as written;
+- generate.py: the bad inputs of the issue (non-finite floats, a params file without its head file),
+  one line, exit 1; its missing-weights advice is its own, not train.py's.
 """
 import contextlib
 import io
@@ -168,23 +170,57 @@ class ScoringTest(tf.test.TestCase):
             self.assertAllClose(losses.mean(), e[f"lm_loss_{i}"], atol=TOL, rtol=0)
 
     def test_windows_score_each_token_once(self):
-        for n, n_ctx, stride in ((5, 16, None), (16, 16, None), (17, 16, None), (100, 16, None), (100, 16, 5),
-                                 (512, 512, None), (1300, 512, 256)):
-            spans = windows(n, n_ctx, stride)
-            scored = [j for start, end, first in spans for j in range(first, end)]
-            self.assertEqual(scored, list(range(1, n)))
-            self.assertTrue(all(end - start <= n_ctx for start, end, _ in spans))
-            self.assertTrue(all(start < first for start, end, first in spans[1:]))
+        cases = [(5, 16, None), (16, 16, None), (17, 16, None), (100, 16, None), (100, 16, 5), (512, 512, None),
+                 (1300, 512, 256), (180, 64, 64), (1300, 512, 512)]
+        cases += [(n, n_ctx, stride) for n in (1, 2, 3, 5, 16, 17, 40, 100) for n_ctx in (2, 3, 7, 16)
+                  for stride in (None, 1, 2, n_ctx - 1, n_ctx, n_ctx + 1, 3 * n_ctx)]
+        for n, n_ctx, stride in cases:
+            with self.subTest(n=n, n_ctx=n_ctx, stride=stride):
+                spans = windows(n, n_ctx, stride)
+                scored = [j for start, end, first in spans for j in range(first, end)]
+                self.assertEqual(scored, list(range(1, n)))  # each token after the first, once, in order
+                self.assertTrue(all(0 <= start and end - start <= n_ctx for start, end, _ in spans))
+                # a scored token's window holds at least one token before it: its context
+                self.assertTrue(all(start < first for start, end, first in spans))
+        self.assertEqual(windows(1, 1), [(0, 1, 1)])
+        self.assertRaisesRegex(Exception, "1 position cannot score", windows, 2, 1)  # no token has context
 
-    def test_long_texts_use_each_windows_context(self):
-        model = tiny_model(8)
-        ids = np.random.RandomState(1).randint(0, N_VOCAB, 40).astype(np.int32)
-        losses = token_losses(model, ids, stride=6)
-        for start, end, first in windows(40, N_CTX, 6):
+    def assert_window_losses(self, model, ids, stride):
+        """token_losses: n - 1 losses, each its window's full-forward loss (NumPy)."""
+        losses = token_losses(model, ids, stride=stride)
+        self.assertEqual(losses.shape, (len(ids) - 1,))
+        for start, end, first in windows(len(ids), model.cfg.n_ctx, stride):
             z = full_logits(model, ids[start:end])
             z = z - z.max(-1, keepdims=True)
             nll = -(z - np.log(np.exp(z).sum(-1, keepdims=True)))[np.arange(end - start - 1), ids[start + 1:end]]
             self.assertAllClose(losses[first - 1:end - 1], nll[first - start - 1:], atol=TOL, rtol=0)
+        return losses
+
+    def test_long_texts_use_each_windows_context(self):
+        model = tiny_model(8)
+        ids = np.random.RandomState(1).randint(0, N_VOCAB, 40).astype(np.int32)
+        self.assert_window_losses(model, ids, 6)
+
+    def test_a_stride_of_n_ctx_or_more_scores_every_token(self):
+        model = tiny_model(8)
+        ids = np.random.RandomState(2).randint(0, N_VOCAB, 40).astype(np.int32)
+        one_window = token_losses(model, ids[:N_CTX])  # the text that fits: its losses whatever the stride
+        for stride in (N_CTX - 1, N_CTX, N_CTX + 1, 100):
+            with self.subTest(stride=stride):
+                losses = self.assert_window_losses(model, ids, stride)
+                self.assertAllClose(losses[:N_CTX - 1], one_window, atol=TOL, rtol=0)
+                self.assertAllEqual(token_losses(model, ids[:N_CTX], stride=stride), one_window)
+
+
+class DocstringExampleTest(tf.test.TestCase):
+    def test_the_module_docstrings_example_runs(self):
+        from gpt1_tf import generation
+        example = [line[4:] for line in generation.__doc__.splitlines() if line.startswith("    ")]
+        self.assertTrue(any("gen.generate(" in line for line in example), example)
+        names = {"model": tiny_model(9, n_ctx=64), "prompt_ids": [N_VOCAB, 3, 7], "text_ids": [i % N_VOCAB for i in range(79)]}
+        exec("\n".join(example), names)
+        self.assertEqual(names["ids"].shape, (2, 40))
+        self.assertEqual(names["losses"].shape, (78,))
 
 
 class GenerateCliTest(tf.test.TestCase):
@@ -227,6 +263,65 @@ class GenerateCliTest(tf.test.TestCase):
         with open(path, "wb") as f:
             f.write(b"caf\xe9\n")
         self.assert_one_line_error(self.run_main("--score", path), path, "UTF-8")
+
+    def test_non_finite_floats_are_refused(self):
+        for flag in ("--temperature", "--top_p"):
+            for value in ("nan", "inf", "-inf"):
+                with self.subTest(flag=flag, value=value):
+                    self.assert_one_line_error(self.run_main("--prompt", "x", f"{flag}={value}"),
+                                               f"{flag} must be a finite number")
+        self.assert_one_line_error(self.run_main("--prompt", "x", "--greedy", "--temperature", "nan"),
+                                   "--temperature must be a finite number")
+
+    def test_missing_weights_get_generates_own_advice(self):
+        empty = tempfile.mkdtemp()
+        for model_dir, file in (("/nonexistent/model", "/nonexistent/model"),
+                                (empty, os.path.join(empty, "params_shapes.json"))):
+            with self.subTest(model_dir=model_dir):
+                result = self.run_main("--prompt", "x", "--model_dir", model_dir)
+                self.assert_one_line_error(result, file, "--model_dir", "--params")
+                self.assertNotIn("n_transfer", result[2])
+        # train.py's --model_dir keeps its own
+        with self.assertRaisesRegex(Exception, "--n_transfer -1 to train from scratch$"):
+            export.read_pretrained("/nonexistent/model")
+
+    def test_a_params_file_without_its_head_file(self):
+        # the original's best_params.jl (ROCStories, multiple choice) never had a head file: it loads;
+        # another head's params without theirs are refused naming the missing file, not "the heads differ"
+        from gpt1_tf import hf
+        weights, tmp = hf.read(HF_BARE), tempfile.mkdtemp()
+        for task_format, n_classes in (("multiple_choice", 0), ("classification", 3)):
+            cfg = ModelConfig(n_vocab=weights.tokens.shape[0], n_ctx=20, n_embd=32, n_head=4, n_layer=2,
+                              task_format=task_format, n_classes=n_classes)
+            path = os.path.join(tmp, task_format, "best_params.jl")
+            pretrained.save_params(path, to_params(weights, cfg), cfg)
+            os.unlink(pretrained.head_path(path))
+            result = self.run_main("--params", path, "--n_head", "4", "--greedy", "--length", "2", "--prompt", "x")
+            out = os.path.join(tmp, task_format, "hf")
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+                exported = export.main([path, "--to", "hf", "--out", out, "--n_head", "4"]), err.getvalue()
+            if task_format == "multiple_choice":
+                self.assertEqual((result[0], exported[0]), (0, 0), result[2] + exported[1])
+                continue
+            for code, err in (result[::2], exported):
+                self.assert_one_line_error((code, "", err), path, "best_params.head.json is missing", "(32, 3)")
+                self.assertNotIn("heads differ", err)
+            self.assertFalse(os.path.exists(out))
+
+    def test_score_with_a_stride_of_n_ctx_scores_every_token(self):
+        # 512 positions: --stride 512 advances by 511, as --stride 511 does (its second window had no
+        # context for its first token and scored only its last; a third window is needed to show it)
+        path = os.path.join(tempfile.mkdtemp(), "long.txt")
+        with open(path, "w") as f:
+            f.write("the cat sat on the mat . " * 160)
+        lines = []
+        for stride in ("511", "512", "2000"):
+            code, out, err = self.run_main("--score", path, "--stride", stride)
+            self.assertEqual(code, 0, err)
+            lines.append(out)
+        self.assertEqual(lines[1], lines[0])
+        self.assertEqual(lines[2], lines[0])
+        self.assertGreater(int(lines[0].split("\t")[1].split()[1]), 2 * 512)
 
     def test_a_fine_tuned_params_file(self):
         # a best_params.jl (with its head file) of a model of the fixture's size: greedy tokens of its LM

@@ -64,6 +64,25 @@ class ScheduleTest(tf.test.TestCase):
         self.assertAllClose(ys[-1], 0.0)
 
 
+class LoggedRateTest(tf.test.TestCase):
+    """What the logs call the learning rate is the schedule's, lr * schedule(t / t_total); Adam's step adds
+    its bias correction sqrt(1 - b2^t) / (1 - b1^t) (0.316 at the first update with b1 0.9, b2 0.999)."""
+
+    def test_scheduled_rate_and_step_size(self):
+        cfg = OptConfig(lr=1e-3, lr_schedule="warmup_linear", lr_warmup=0.1, t_total=50)
+        opt = OpenAIAdam(cfg)
+        w = tf.Variable(np.ones([2, 2], np.float32))
+        opt.build([w])
+        for t in (1, 2, 30):
+            while int(opt.iterations.numpy()) < t - 1:
+                opt.apply([tf.ones([2, 2])], [w])
+            with self.subTest(t=t):
+                rate = cfg.lr * np_schedule("warmup_linear", t / cfg.t_total, cfg.lr_warmup)
+                self.assertAllClose(float(opt.scheduled_rate()), rate, rtol=1e-6)
+                correction = np.sqrt(1 - cfg.b2 ** t) / (1 - cfg.b1 ** t)
+                self.assertAllClose(float(opt.scheduled_lr()), rate * correction, rtol=1e-5)
+
+
 class SingleUpdateTest(tf.test.TestCase):
     """One update by hand: bias correction, schedule at t=1, decoupled L2 on matrices only."""
 

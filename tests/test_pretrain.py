@@ -74,7 +74,7 @@ class CorpusTest(tf.test.TestCase):
         self.assertFalse(reused)
         self.assertEqual(tokens.dtype, np.uint16)
         with open(path, encoding="utf-8") as f:
-            want = [i for line in f.read().splitlines() for i in encoder().encode([line], verbose=False)[0]]
+            want = encoder().encode([f.read()])[0]  # the lines joined by the newline token, as the whole text gives
         self.assertAllEqual(tokens, want)
         again, cache2, reused = corpus.tokenize_corpus([path], encoder(), f"{tmp}/cache")
         self.assertTrue(reused)
@@ -219,6 +219,7 @@ class ClusterTest(tf.test.TestCase):
         work, _, results = self.cluster("two", per_worker={1: ["--save_dir", "save1", "--log_dir", "log1"]})
         for code, out, err in results:
             self.assertEqual(code, 0, err[-2000:])
+            self.assertEqual([line for line in err.splitlines() if line.strip() and "%|" not in line], [])
         self.assertIn("replicas: 2 on 2 workers", results[0][1])
         self.assertEqual(results[1][1], "")  # worker 1 prints nothing
         assert_close_rel(self, shards_of(work), self.one_process, 1e-5)
@@ -269,8 +270,10 @@ class ClusterTest(tf.test.TestCase):
                 kill(proc)
         self.assertEqual(code, 1)
         errors = [line for line in err.splitlines() if line.startswith("error:")]
-        self.assertLen(errors, 1)
+        self.assertLen(errors, 1, err[-3000:])
         self.assertIn("a worker of the cluster stopped", errors[0])
+        noise = [line for line in err.splitlines() if line.strip() and "%|" not in line and line not in errors]
+        self.assertEqual(noise, [])  # TensorFlow's gRPC and collective errors are hidden
         self.assertFalse(os.path.exists(os.path.join(work, "save", "pretrain", "model")))
 
     def test_a_missing_peer_fails_in_bounded_time(self):
@@ -284,3 +287,194 @@ class ClusterTest(tf.test.TestCase):
         self.assertLen(errors, 1)
         self.assertIn("the cluster did not come up within 5 s", errors[0])
         self.assertFalse(os.path.exists(os.path.join(work, "log")))
+
+
+TINY_RUN = [*TINY[:8], "--n_iter", "1", "--eval_every", "100"]
+
+
+def strict_records(path):
+    """The records of a jsonl log, parsed strictly: NaN or Infinity in a line fails the test."""
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line, parse_constant=refuse) for line in f]
+
+
+class OutputsTest(tf.test.TestCase):
+    """--out, --cache_dir and the other outputs: checked before any work; nothing the run did not write is removed."""
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = tempfile.mkdtemp()
+        self.corpus = small_corpus(self.tmp)
+        self.afile = os.path.join(self.tmp, "afile")
+        open(self.afile, "w").close()
+
+    def run_in(self, *args):
+        return run_main(self.corpus, *TINY_RUN, "--save_dir", f"{self.tmp}/save", "--log_dir", f"{self.tmp}/log", *args)
+
+    def assert_refused_up_front(self, args, words):
+        code, out, err = self.run_in(*args)
+        self.assertEqual(code, 1, err)
+        self.assertLen(err.strip().splitlines(), 1, err)
+        self.assertIn(words, err)
+        self.assertFalse(os.path.exists(f"{self.tmp}/log"))  # nothing written: not even the token cache
+        self.assertFalse(os.path.exists(f"{self.tmp}/save"))
+
+    def test_a_folder_holding_other_files_is_refused_and_kept(self):
+        user = os.path.join(self.tmp, "v")
+        os.makedirs(os.path.join(user, "sub"))
+        with open(os.path.join(user, "sub", "data.txt"), "w") as f:
+            f.write("keep")
+        self.assert_refused_up_front(["--out", user], "not an empty folder")
+        with open(os.path.join(user, "sub", "data.txt")) as f:
+            self.assertEqual(f.read(), "keep")
+
+    def test_outputs_in_the_way_are_refused_before_any_work(self):
+        for args in (["--out", self.afile], ["--out", f"{self.afile}/sub"], ["--cache_dir", f"{self.afile}/cache"]):
+            with self.subTest(args=args):
+                self.assert_refused_up_front(args, "afile: exists and is not a folder")
+
+    def test_an_earlier_output_is_replaced_anything_else_is_not(self):
+        out = os.path.join(self.tmp, "o")
+        for _ in range(2):  # the second run replaces the first one's shards
+            code, _, err = self.run_in("--out", out)
+            self.assertEqual(code, 0, err)
+        self.assertCountEqual(os.listdir(out), pretrain.OUT_FILES)
+        self.assertEqual(len(pretrained.load_shards(out)), 2 + 12)
+        # the run's own folder (checkpoints, token cache), and shards that pretrain.py did not write
+        # (OpenAI's downloaded weights, say): refused, untouched
+        openai = os.path.join(self.tmp, "openai")
+        pretrained.save_shards(pretrained.load_shards(out), openai)
+        for folder in (f"{self.tmp}/save", openai):
+            before = sorted(os.listdir(folder))
+            code, _, err = self.run_in("--out", folder)
+            self.assertEqual(code, 1, err)
+            self.assertIn("not an empty folder or an earlier output", err)
+            self.assertEqual(sorted(os.listdir(folder)), before)
+        with open(os.path.join(out, "notes.txt"), "w") as f:  # an earlier output the user added to
+            f.write("mine")
+        code, _, err = self.run_in("--out", out)
+        self.assertEqual(code, 1, err)
+        self.assertIn("notes.txt", os.listdir(out))
+
+
+class LogTest(tf.test.TestCase):
+    def test_one_evaluation_per_update_and_strict_json(self):
+        tmp = tempfile.mkdtemp()
+        path = small_corpus(tmp, 200)
+        # 14 updates an epoch: the evaluation of update 14 falls on the epoch's end
+        code, out, err = run_main(path, "--n_ctx", "32", "--n_embd", "16", "--n_head", "2", "--n_layer", "1",
+                                  "--n_batch", "16", "--n_iter", "2", "--eval_every", "7",
+                                  "--save_dir", f"{tmp}/save", "--log_dir", f"{tmp}/log")
+        self.assertEqual(code, 0, err)
+        self.assertIn("14 updates of 16 per epoch", out)
+        records = strict_records(f"{tmp}/log/pretrain.jsonl")[1:]
+        self.assertEqual([r["n_updates"] for r in records], [7, 14, 21, 28])
+        self.assertTrue(all(isinstance(r["tr_cost"], float) and isinstance(r["va_cost"], float) for r in records))
+
+    def test_no_held_out_windows_logs_null(self):
+        tmp = tempfile.mkdtemp()
+        code, _, err = run_main(small_corpus(tmp), *TINY_RUN, "--valid_fraction", "0",
+                                "--save_dir", f"{tmp}/save", "--log_dir", f"{tmp}/log")
+        self.assertEqual(code, 0, err)
+        record, = strict_records(f"{tmp}/log/pretrain.jsonl")[1:]
+        self.assertIsNone(record["va_cost"])
+        self.assertIsNone(record["va_ppl"])
+        self.assertIsInstance(record["tr_cost"], float)
+
+
+class CacheAndTextRuleTest(tf.test.TestCase):
+    def test_an_unreadable_cache_is_made_again_with_a_warning(self):
+        tmp = tempfile.mkdtemp()
+        path = small_corpus(tmp, 30)
+        tokens, cache, _ = corpus.tokenize_corpus([path], encoder(), f"{tmp}/cache")
+        want = np.array(tokens)
+        for damage in (lambda f: f.truncate(os.path.getsize(cache) // 2),  # a killed copy
+                       lambda f: np.save(f, np.arange(5, dtype=np.float64))):  # not a token array
+            with self.subTest(damage=damage):
+                with open(cache, "r+b") as f:
+                    damage(f)
+                err = io.StringIO()
+                with contextlib.redirect_stderr(err):
+                    tokens, again, reused = corpus.tokenize_corpus([path], encoder(), f"{tmp}/cache")
+                self.assertEqual((again, reused), (cache, False))
+                self.assertAllEqual(tokens, want)
+                self.assertRegex(err.getvalue(), rf"warning: {cache}: unreadable token cache \(.+\); tokenizing the "
+                                                 "corpus again")
+
+    def test_pretraining_and_scoring_read_a_text_alike(self):
+        text = "Anna went home.\n\n  \nShe slept.\nThe end.\n"
+        ids = list(corpus.text_ids(text, encoder()))
+        newline = encoder().encoder[corpus.NEWLINE]
+        self.assertEqual(ids.count(newline), 2)  # between the three lines, not after the last
+        self.assertEqual(ids, encoder().encode([text])[0])  # as tokenizing the whole text gives
+        tmp = tempfile.mkdtemp()
+        with open(f"{tmp}/t.txt", "w", encoding="utf-8") as f:
+            f.write(text * 3)
+        tokens, _, _ = corpus.tokenize_corpus([f"{tmp}/t.txt"], encoder(), f"{tmp}/cache")
+        self.assertEqual(list(tokens), list(corpus.text_ids(text * 3, encoder())))
+
+
+class InterruptTest(tf.test.TestCase):
+    def test_ctrl_c_checkpoints_and_resume_continues(self):
+        import re
+        import signal
+        import subprocess
+        import sys
+        tmp = tempfile.mkdtemp()
+        args = [small_corpus(tmp), *TINY[:6], "--n_batch", "2", "--n_iter", "30", "--eval_every", "1000"]
+        proc = subprocess.Popen([sys.executable, os.path.join(REPO, "pretrain.py"), *args], cwd=tmp,
+                                env=dict(os.environ, PYTHONPATH=REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        err = b""
+        while b"loss=" not in err:  # the first update is done
+            chunk = proc.stderr.read1(65536)
+            self.assertTrue(chunk, err.decode(errors="replace"))
+            err += chunk
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=120)
+        err = (err + rest).decode(errors="replace")
+        self.assertEqual(proc.returncode, 130, err)
+        self.assertNotIn("Traceback", err)
+        match = re.search(r"interrupted: checkpoint written at update (\d+); continue with --resume", err)
+        self.assertIsNotNone(match, err)
+        cwd = os.getcwd()
+        os.chdir(tmp)
+        try:
+            code, out, err = run_main(*args, "--resume", "--stop_after_updates", str(int(match.group(1)) + 1))
+        finally:
+            os.chdir(cwd)
+        self.assertEqual(code, 0, err)
+        self.assertIn(f"resumed from update {match.group(1)}", out)
+
+
+class FlagsTest(tf.test.TestCase):
+    def test_non_finite_floats_are_refused(self):
+        tmp = tempfile.mkdtemp()
+        path = small_corpus(tmp, 3)
+        for flag in ("--lr", "--l2", "--b1", "--e", "--max_grad_norm", "--valid_fraction", "--embd_pdrop",
+                     "--cluster_timeout", "--collective_timeout"):
+            for value in ("nan", "inf"):
+                with self.subTest(flag=flag, value=value):
+                    code, _, err = run_main(path, *TINY, flag, value, "--save_dir", f"{tmp}/save", "--log_dir", f"{tmp}/log")
+                    self.assertEqual(code, 1, err)
+                    self.assertLen(err.strip().splitlines(), 1, err)
+                    self.assertIn(f"error: {flag} must be a finite number, got {value}", err)
+        self.assertFalse(os.path.exists(f"{tmp}/save"))
+
+    def test_bad_cluster_specs_name_the_address(self):
+        import socket
+        from gpt1_tf.errors import Gpt1Error
+        from gpt1_tf.pretraining import cluster_of, wait_for_cluster
+
+        def spec(*addresses):
+            return json.dumps({"cluster": {"worker": list(addresses)}, "task": {"type": "worker", "index": 0}})
+
+        for bad in ("localhost", "localhost:99999", "localhost:0", "localhost:http", ":1234"):
+            with self.subTest(address=bad):
+                with self.assertRaisesRegex(Gpt1Error, f"TF_CONFIG: '{bad}' is not a host:port address"):
+                    cluster_of(spec("127.0.0.1:1", bad))
+        with socket.create_server(("", 0)) as taken:
+            port = taken.getsockname()[1]
+            with self.assertRaisesRegex(Gpt1Error, f"cannot listen on 127.0.0.1:{port} \\(Address already in use\\)"):
+                wait_for_cluster(spec(f"127.0.0.1:{port}", "127.0.0.1:1"), timeout=1)

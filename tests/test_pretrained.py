@@ -117,7 +117,7 @@ class ShardTest(tf.test.TestCase):
         self._check(ctx.exception, "params_shapes.json", "list of shapes")
         with self.assertRaises(DataError) as ctx:
             pretrained.load_shards(os.path.join(self.dir, "nowhere"))
-        self._check(ctx.exception, "nowhere", "n_transfer -1")
+        self._check(ctx.exception, "nowhere", "no such model directory")
 
     def test_export_shards_round_trip(self):
         cfg = ModelConfig(n_vocab=40, n_ctx=16, n_embd=8, n_head=2, n_layer=2)
@@ -204,6 +204,35 @@ class ParamsFileTest(tf.test.TestCase):
             f.write(b"\x80\x04garbage")
         with self.assertRaisesRegex(DataError, "joblib"):
             pretrained.load_params(path, CFG)
+
+    def test_another_head_without_its_head_file_names_the_file(self):
+        # the original's files have no head file: a multiple-choice classifier loads as one; another
+        # head's without its file is not "another task's params" but a file gone missing
+        classes = ModelConfig(n_vocab=40, n_ctx=10, n_embd=8, n_head=2, n_layer=2, task_format="classification",
+                              n_classes=3)
+        path = os.path.join(tempfile.mkdtemp(), "best_params.jl")
+        for cfg in (CFG, classes):
+            pretrained.save_params(path, pretrained.get_params(TransformerModel(cfg)), cfg)
+            os.unlink(pretrained.head_path(path))
+            if cfg is CFG:
+                self.assertLen(pretrained.load_params(path, CFG), CFG.n_params_arrays)
+        with self.assertRaises(DataError) as caught:
+            pretrained.load_params(path, CFG)
+        msg = str(caught.exception)
+        for words in (path, "(8, 3)", "(8, 1)", "best_params.head.json is missing", "task format and classes"):
+            self.assertIn(words, msg)
+        self.assertNotIn("heads differ", msg)
+        self.assertNotIn("\n", msg)
+        pretrained.save_params(path, pretrained.get_params(TransformerModel(classes)), classes)  # with its file
+        self.assertRaisesRegex(DataError, "the heads differ", pretrained.load_params, path, CFG)
+
+    def test_each_program_gives_its_own_advice_for_missing_weights(self):
+        missing = os.path.join(tempfile.mkdtemp(), "model")
+        self.assertRaisesRegex(DataError, r"openai-gpt\)$", pretrained.load_shards, missing)
+        self.assertRaisesRegex(DataError, r"\); or this$", pretrained.load_shards, missing, "or this")
+        from gpt1_tf.export import read_pretrained  # train.py's --model_dir
+        for folder in (missing, os.path.dirname(missing)):  # no folder; a folder without params_shapes.json
+            self.assertRaisesRegex(DataError, r"\); or --n_transfer -1 to train from scratch$", read_pretrained, folder)
 
 
 if __name__ == "__main__":

@@ -294,15 +294,28 @@ class GenericTest(Files):
         self.assertEqual(data, {"train": [Example(("a, b",), 1), Example(("c",), 0)], "dev": [Example(("d",), 1)]})
 
     def test_jsonl_multiple_choice_and_unknown_label(self):
-        rows = [{"ctx": "Story.", "e1": "End one.", "e2": "End two.", "y": 2}, {"ctx": "S2.", "e1": "x", "e2": "y"}]
+        rows = [{"ctx": "Story.", "e1": "End one.", "e2": "End two.", "y": 2}, {"ctx": "S2.", "e1": "x", "e2": "y", "y": 1}]
         path = self.write("val.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
         data = generic({"valid": path}, text_columns=["ctx"], choice_columns=["e1", "e2"], label_column="y",
                        task_format="multiple_choice", labels=[1, 2])
         self.assertEqual(data["valid"], [Example(("Story.",), 1, ("End one.", "End two.")),
-                                         Example(("S2.",), None, ("x", "y"))])
+                                         Example(("S2.",), 0, ("x", "y"))])
         e = self.error(generic, {"valid": path}, text_columns=["ctx"], choice_columns=["e1", "e2"],
                        label_column="y", task_format="multiple_choice", labels=[0, 1])
         self.assertEqual(e.line, 1)
+
+    def test_a_row_without_its_label(self):
+        labelled, bare = '{"text": "a good day", "label": "pos"}\n', '{"text": "a bad day"}\n'
+        kw = dict(text_columns=["text"], label_column="label", task_format="classification", labels=["neg", "pos"])
+        for split in ("train", "dev", "test"):
+            for rows, line in (([labelled, bare], 2), ([bare, labelled], 1 if split != "test" else 2)):
+                with self.subTest(split=split, rows=rows):
+                    path = self.write(f"{split}.jsonl", "".join(rows))
+                    e = self.error(generic, {split: path}, **kw)
+                    self.assertEqual((e.path, e.line), (path, line))
+                    self.assertIn("'label'", str(e))
+        path = self.write("test.jsonl", bare * 2)  # a test file without labels: nothing to score against
+        self.assertEqual(generic({"test": path}, **kw), {"test": [Example(("a bad day",))] * 2})
 
     def test_similarity_float_and_tsv(self):
         path = self.write("pairs.tsv", 'a\tb\tscore\n"q\tr\t1.5\n')

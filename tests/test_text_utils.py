@@ -62,9 +62,17 @@ class GoldenTest(unittest.TestCase):
         # The original's non-raw regex string turned its backslash alternative into a literal '+'.
         self.assertEqual(text_standardize("back\\slash a/b"), "back\\slash a / b")
 
-    def test_verbose_gives_the_same_ids(self):
+    def test_verbose_gives_the_same_ids_and_library_use_is_quiet(self):
+        import contextlib
+        import io
         texts = [case["text"] for case in self.cases[:10]]
-        self.assertEqual(self.encoder.encode(texts), self.encoder.encode(texts, verbose=False))
+        quiet, bar = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stderr(quiet):
+            ids = self.encoder.encode(texts)  # a library call: no progress bar unless asked for
+        with contextlib.redirect_stderr(bar):
+            self.assertEqual(self.encoder.encode(texts, verbose=True), ids)
+        self.assertEqual(quiet.getvalue(), "")
+        self.assertIn("/10", bar.getvalue())
 
 
 class TinyBpeTest(unittest.TestCase):
