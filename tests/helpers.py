@@ -80,6 +80,31 @@ def run_train(workdir, *args, check=True, env=None):
     return proc
 
 
+def ctrl_c_after_first_update(test, program, args, cwd, env=None, timeout=300):
+    """Run `program` (train.py, pretrain.py) in a fresh process, send SIGINT once its first update is done,
+    and check it stopped with a checkpoint: exit 130, no traceback. Returns the update it names."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=REPO, **(env or {}))
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, program), *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    err = b""
+    while b"loss=" not in err:  # the first update is done
+        chunk = proc.stderr.read1(65536)
+        test.assertTrue(chunk, err.decode(errors="replace"))
+        err += chunk
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=timeout)
+    err = (err + rest).decode(errors="replace")
+    test.assertEqual(proc.returncode, 130, err)
+    test.assertNotIn("Traceback", err)
+    match = re.search(r"interrupted: checkpoint written at update (\d+); continue with --resume", err)
+    test.assertIsNotNone(match, err)
+    return match.group(1)
+
+
 def run_main_in(root, args):
     """finetune.main(args) in this process with cwd = root; (exit code, stderr lines without progress bars)."""
     import contextlib

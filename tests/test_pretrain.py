@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from cluster import finish, kill, start_workers, wait_for_line
-from helpers import REPO, run_train
+from helpers import REPO, ctrl_c_after_first_update, run_train
 from gpt1_tf import corpus, pretrain, pretrained
 from gpt1_tf.errors import DataError
 from gpt1_tf.text_utils import TextEncoder
@@ -418,34 +418,17 @@ class CacheAndTextRuleTest(tf.test.TestCase):
 
 class InterruptTest(tf.test.TestCase):
     def test_ctrl_c_checkpoints_and_resume_continues(self):
-        import re
-        import signal
-        import subprocess
-        import sys
         tmp = tempfile.mkdtemp()
         args = [small_corpus(tmp), *TINY[:6], "--n_batch", "2", "--n_iter", "30", "--eval_every", "1000"]
-        proc = subprocess.Popen([sys.executable, os.path.join(REPO, "pretrain.py"), *args], cwd=tmp,
-                                env=dict(os.environ, PYTHONPATH=REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        err = b""
-        while b"loss=" not in err:  # the first update is done
-            chunk = proc.stderr.read1(65536)
-            self.assertTrue(chunk, err.decode(errors="replace"))
-            err += chunk
-        proc.send_signal(signal.SIGINT)
-        _, rest = proc.communicate(timeout=120)
-        err = (err + rest).decode(errors="replace")
-        self.assertEqual(proc.returncode, 130, err)
-        self.assertNotIn("Traceback", err)
-        match = re.search(r"interrupted: checkpoint written at update (\d+); continue with --resume", err)
-        self.assertIsNotNone(match, err)
+        update = ctrl_c_after_first_update(self, "pretrain.py", args, tmp, timeout=120)
         cwd = os.getcwd()
         os.chdir(tmp)
         try:
-            code, out, err = run_main(*args, "--resume", "--stop_after_updates", str(int(match.group(1)) + 1))
+            code, out, err = run_main(*args, "--resume", "--stop_after_updates", str(int(update) + 1))
         finally:
             os.chdir(cwd)
         self.assertEqual(code, 0, err)
-        self.assertIn(f"resumed from update {match.group(1)}", out)
+        self.assertIn(f"resumed from update {update}", out)
 
 
 class FlagsTest(tf.test.TestCase):
