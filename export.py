@@ -4,7 +4,7 @@ The same as `python -m gpt1_tf.export` (see its --help and the README).
 """
 import sys
 
-from gpt1_tf.export import main
+from gpt1_tf.cli.export import main
 
 if __name__ == "__main__":
     sys.exit(main())

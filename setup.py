@@ -10,7 +10,7 @@ setup(
     python_requires=">=3.10",
     # only gpt1_tf: the top-level datasets/ folder is the original's layout, not an installed module
     packages=find_packages(include=["gpt1_tf", "gpt1_tf.*"]),
-    package_data={"gpt1_tf": ["data/*"]},
+    package_data={"gpt1_tf": ["data/vocab/*"]},
     include_package_data=True,
     install_requires=[
         "tensorflow>=2.16",
@@ -26,5 +26,5 @@ setup(
         "safetensors",  # HuggingFace checkpoints in and out, through its NumPy API (no torch)
     ],
     extras_require={"test": ["pytest", "hypothesis"]},
-    entry_points={"console_scripts": ["gpt1-train=gpt1_tf.finetune:main", "gpt1-export=gpt1_tf.export:main"]},
+    entry_points={"console_scripts": ["gpt1-train=gpt1_tf.train.finetune:main", "gpt1-export=gpt1_tf.cli.export:main"]},
 )

@@ -44,14 +44,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if importlib.util.find_spec("gpt1_tf") is None:  # not installed: the checkout this script lies in
     sys.path.append(REPO)
 
-from gpt1_tf import tokens  # noqa: E402 (after the path set-up; the standard library only, no TensorFlow)
+from gpt1_tf.network import tokens  # noqa: E402 (after the path set-up; the standard library only, no TensorFlow)
 import machine  # noqa: E402 (this script's folder is on sys.path)
 
 def synthetic_batches(n_steps, n_batch, *, n_ctx=77, n_vocab=40478, seed=0):
     """Story Cloze-like batches, shaped as `transform_roc` builds them.
 
     Each story: [_start_] + story + [_delimiter_] + ending_k + [_classify_], the story shared by
-    both endings; special and position ids from `gpt1_tf.tokens`. Lengths are drawn from a fixed
+    both endings; special and position ids from `gpt1_tf.network.tokens`. Lengths are drawn from a fixed
     distribution matching the real data's mean sequence (52.4 of n_ctx 77, BENCHMARKS.md): story
     ~ N(39, 6) clipped to [20, 60] tokens, ending ~ N(10.4, 3) clipped to [3, 20]; tokens uniform
     over the vocabulary. The mean is scaled down with n_ctx for shrunken models.
@@ -181,16 +181,16 @@ def run_mode(args, mode):
         if args.threads:  # before anything initialises TensorFlow's runtime
             tf.config.threading.set_intra_op_parallelism_threads(args.threads)
             tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-        from gpt1_tf.devices import make_strategy, setup_towers
+        from gpt1_tf.train.devices import make_strategy, setup_towers
         if args.mirrored:  # the earlier placement: n_gpu logical CPU devices, a replica (and a model copy) each
             tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
                                                        [tf.config.LogicalDeviceConfiguration()] * args.n_gpu)
             devices = [d.name for d in tf.config.list_logical_devices("CPU")]
         else:
             devices, _ = setup_towers(args.n_gpu)
-    from gpt1_tf.config import ModelConfig, OptConfig, StepConfig
+    from gpt1_tf.network.config import ModelConfig, OptConfig, StepConfig
     from gpt1_tf.runtime import tune_malloc
-    from gpt1_tf.trainer import Trainer
+    from gpt1_tf.train.trainer import Trainer
 
     X, M, Y = load_batches(args)
     n_ctx = X.shape[3]

@@ -19,7 +19,7 @@ import ftfy
 if importlib.util.find_spec("gpt1_tf") is None:  # not installed: the checkout this script lies in
     sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gpt1_tf.text_utils import TextEncoder, text_standardize  # noqa: E402 (after the path set-up)
+from gpt1_tf.data.text_utils import TextEncoder, text_standardize  # noqa: E402 (after the path set-up)
 
 # Sentence parts recombined into story-like texts, like the bundled sample (and ROCStories): plain
 # ASCII, except a small fraction with typographic quotes and dashes, which go through ftfy.

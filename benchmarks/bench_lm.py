@@ -6,13 +6,13 @@
 Generation: greedy, one prompt of --prompt_tokens random token ids, --new_tokens new ones, random
 weights (N(0, 0.02), as the original's init; speed does not depend on the values), float32, after
 one warm-up run (tracing and compilation excluded). Three ways, in one run on the same weights:
-- `cache`: `gpt1_tf.generation.Generator` (one pass per new token over cached keys and values);
+- `cache`: `gpt1_tf.lm.generation.Generator` (one pass per new token over cached keys and values);
 - `no_cache`: each new token re-runs the whole prefix (one traced function, the prefix length varies);
 - `peer` (--peer): transformers' `OpenAIGPTLMHeadModel.generate(do_sample=False)` on the same
-  weights (written with `gpt1_tf.hf`), in the peer venv of `bench_peer.py`; openai-gpt has no
+  weights (written with `gpt1_tf.weights.hf`), in the peer venv of `bench_peer.py`; openai-gpt has no
   key/value cache in transformers, so it re-runs the prefix too. Its tokens are compared with ours.
 
-Pretraining: `gpt1_tf.pretraining.LMTrainer.train_step` on random windows, dropout 0.1, one
+Pretraining: `gpt1_tf.train.pretraining.LMTrainer.train_step` on random windows, dropout 0.1, one
 device: median seconds per update of --pretrain_batch windows of --pretrain_ctx tokens, and tokens/s.
 Prints one JSON line, with the CPU model.
 """
@@ -38,8 +38,8 @@ N_VOCAB = 40478
 
 def build_model(args, n_ctx):
     import keras
-    from gpt1_tf.config import ModelConfig
-    from gpt1_tf.model import TransformerModel
+    from gpt1_tf.network.config import ModelConfig
+    from gpt1_tf.network.model import TransformerModel
     keras.utils.set_random_seed(0)
     cfg = ModelConfig(n_ctx=n_ctx, n_embd=args.n_embd, n_head=args.n_head, n_layer=args.n_layer)
     return TransformerModel(cfg)
@@ -58,8 +58,8 @@ def timed(fn, repeats):
 def no_cache_fn(model):
     """Greedy decoding that re-runs the whole prefix for every new token (one traced function)."""
     import tensorflow as tf
-    from gpt1_tf.heads import token_logits
-    from gpt1_tf.model import with_positions
+    from gpt1_tf.network.heads import token_logits
+    from gpt1_tf.network.model import with_positions
 
     @tf.function(input_signature=[tf.TensorSpec([1, None], tf.int32)])
     def next_token(ids):
@@ -75,7 +75,7 @@ def no_cache_fn(model):
 
 
 def bench_generation(args, model, prompt):
-    from gpt1_tf.generation import Generator
+    from gpt1_tf.lm.generation import Generator
     generator = Generator(model, jit_compile=args.xla)
     cache_s, ours = timed(lambda: generator.generate(prompt, args.new_tokens)[0], args.repeats)
     out = {"cache_s": round(cache_s, 3), "cache_tokens_per_s": round(args.new_tokens / cache_s, 1)}
@@ -89,9 +89,9 @@ def bench_generation(args, model, prompt):
 
 def bench_peer_generation(args, model, prompt, ours):
     import bench_peer
-    from gpt1_tf import hf, pretrained
-    from gpt1_tf.text_utils import DEFAULT_BPE_PATH, DEFAULT_ENCODER_PATH
-    from gpt1_tf.weights import from_params
+    from gpt1_tf.weights import hf, pretrained
+    from gpt1_tf.data.text_utils import DEFAULT_BPE_PATH, DEFAULT_ENCODER_PATH
+    from gpt1_tf.weights.convert import from_params
     python = bench_peer.ensure_peer_venv(args.peer_venv)
     tmp = tempfile.mkdtemp()
     weights = from_params(pretrained.get_params(model), model.cfg)
@@ -111,8 +111,8 @@ def bench_peer_generation(args, model, prompt, ours):
 
 def bench_pretraining(args):
     import tensorflow as tf
-    from gpt1_tf.config import ModelConfig, OptConfig
-    from gpt1_tf.pretraining import LMTrainer
+    from gpt1_tf.network.config import ModelConfig, OptConfig
+    from gpt1_tf.train.pretraining import LMTrainer
     cfg = ModelConfig(n_ctx=args.pretrain_ctx, n_embd=args.n_embd, n_head=args.n_head, n_layer=args.n_layer)
     trainer = LMTrainer(cfg, OptConfig(lr=2.5e-4, lr_schedule="warmup_cosine", t_total=1000), tf.distribute.get_strategy())
     rng = np.random.RandomState(0)

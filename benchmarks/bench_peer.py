@@ -91,7 +91,7 @@ def run_peer(batches_npz, *, steps, warmup, n_layer, n_embd, n_head, n_vocab, pd
                    pdrop=pdrop, lm_coef=lm_coef, threads=threads)
     # -I: neither the worker's folder nor PYTHONPATH nor the user's site-packages goes on sys.path:
     # the venv's own packages only. The worker adds the repo root itself, only to import
-    # gpt1_tf.tokens (the repo root's datasets/ package would shadow HF's `datasets`).
+    # gpt1_tf.network.tokens (the repo root's datasets/ package would shadow HF's `datasets`).
     cmd = [python, "-I", WORKER, "--batches", os.path.abspath(batches_npz)]
     cmd += [arg for k, v in options.items() for arg in (f"--{k}", str(v))]
     # the model is randomly initialised: nothing to fetch from the hub

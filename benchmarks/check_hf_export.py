@@ -25,10 +25,12 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench_peer  # noqa: E402
-from gpt1_tf import export, pretrained, tokens  # noqa: E402
-from gpt1_tf.config import ModelConfig  # noqa: E402
-from gpt1_tf.model import TransformerModel  # noqa: E402
-from gpt1_tf.text_utils import TextEncoder  # noqa: E402
+from gpt1_tf.cli import export  # noqa: E402
+from gpt1_tf.network import tokens
+from gpt1_tf.weights import pretrained
+from gpt1_tf.network.config import ModelConfig  # noqa: E402
+from gpt1_tf.network.model import TransformerModel  # noqa: E402
+from gpt1_tf.data.text_utils import TextEncoder  # noqa: E402
 
 N_VOCAB, TOL = 40478, 1e-5
 TEXT = "Karen was assigned a roommate her first year of college. They went to a music show together!"

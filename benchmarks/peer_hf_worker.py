@@ -1,7 +1,7 @@
 """Time HuggingFace's PyTorch GPT-1 (`transformers.OpenAIGPTDoubleHeadsModel`) on benchmarks/bench.py batches.
 
 Run by `run_peer` of benchmarks/bench_peer.py, with the peer venv's python (`-I`) and by file path.
-gpt1_tf is not installed in that venv: the script imports `gpt1_tf.tokens` (the token layout,
+gpt1_tf is not installed in that venv: the script imports `gpt1_tf.network.tokens` (the token layout,
 standard library only) from the checkout it lies in, with the repository root on sys.path for that
 import only, and nothing else of gpt1_tf. torch/transformers are imported only in `main`, so that
 `hf_inputs` can be tested without them.
@@ -67,7 +67,7 @@ _added = REPO not in sys.path
 if _added:
     sys.path.append(REPO)
 try:
-    from gpt1_tf.tokens import N_SPECIAL, clf_id  # the token layout: the standard library only
+    from gpt1_tf.network.tokens import N_SPECIAL, clf_id  # the token layout: the standard library only
 finally:
     if _added:
         sys.path.remove(REPO)
@@ -81,7 +81,7 @@ def hf_inputs(X, M, Y, n_vocab):
 
     X [B, 2, n_ctx, 2] (token ids, position ids), M [B, 2, n_ctx], Y [B] ->
     - input_ids [B, 2, n_ctx]: the token ids as they are (our specials follow the vocabulary,
-      `gpt1_tf.tokens`: HF's vocab_size is n_vocab + N_SPECIAL);
+      `gpt1_tf.network.tokens`: HF's vocab_size is n_vocab + N_SPECIAL);
     - mc_token_ids [B, 2]: the position of the first `_classify_` (`clf_id(n_vocab)`), 0 where a
       sequence has none, where our model pools too;
     - labels [B, 2, n_ctx]: the token where M counts, IGNORE elsewhere and at position 0. HF's LM

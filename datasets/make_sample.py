@@ -31,7 +31,7 @@ import random
 import sys
 import uuid
 
-from gpt1_tf.datasets import HEADER, TEST_FILE, VAL_FILE  # the reader's names: the sample must pass it
+from gpt1_tf.data.rocstories import HEADER, TEST_FILE, VAL_FILE  # the reader's names: the sample must pass it
 
 SEED = 20180611  # fixed, so the files are reproducible byte for byte
 N_VAL = 120  # enough for a small n_valid plus a train split

@@ -2,7 +2,7 @@
 
 The real datasets are large (and GLUE's test labels are private), so the project ships one small
 invented sample per input format of the GPT-1 paper, with the publisher's file names, headers and
-layout, for a quick from-scratch run and for the readers' tests (`gpt1_tf.task_data`):
+layout, for a quick from-scratch run and for the readers' tests (`gpt1_tf.data.tasks`):
 
 - `sst2_sample/`    classification, GLUE SST-2: train.tsv, dev.tsv (sentence, label), test.tsv (index, sentence)
 - `snli_sample/`    entailment, Stanford's SNLI 1.0: snli_1.0_{train,dev,test}.jsonl, about 2% of the

@@ -36,7 +36,7 @@ def params_of(arrays, which):
 
 def model_config(hp, **overrides):
     """ModelConfig of a fixture's hp, all dropouts 0 (as the fixtures were produced)."""
-    from gpt1_tf.config import ModelConfig
+    from gpt1_tf.network.config import ModelConfig
     kw = dict(n_vocab=hp["n_vocab"], n_special=hp["n_special"], n_ctx=hp["n_ctx"], n_embd=hp["n_embd"],
               n_head=hp["n_head"], n_layer=hp["n_layer"], afn=hp["afn"],
               embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0, clf_pdrop=0.0)
@@ -109,7 +109,7 @@ def run_main_in(root, args):
     """finetune.main(args) in this process with cwd = root; (exit code, stderr lines without progress bars)."""
     import contextlib
     import io
-    from gpt1_tf import finetune
+    from gpt1_tf.train import finetune
     cwd, err = os.getcwd(), io.StringIO()
     os.chdir(root)
     try:
@@ -149,7 +149,7 @@ N_VOCAB, N_CTX = 40, 16
 
 def story_batch(rng, n_batch):
     """`transform_roc`-shaped batch: [_start_] story [_delimiter_] ending_k [_classify_], unequal lengths."""
-    from gpt1_tf import tokens
+    from gpt1_tf.network import tokens
     X = np.zeros((n_batch, 2, N_CTX, 2), np.int32)
     M = np.zeros((n_batch, 2, N_CTX), np.float32)
     for b in range(n_batch):
@@ -169,7 +169,7 @@ FWD_TOL = 1e-5
 
 
 def np_schedule(name, x, warmup):
-    """The original's three schedules, in NumPy (independent of gpt1_tf.opt)."""
+    """The original's three schedules, in NumPy (independent of gpt1_tf.network.opt)."""
     s = 1.0 if x <= warmup else 0.0
     if name == "warmup_cosine":
         return s * (x / warmup) + (1 - s) * 0.5 * (1 + math.cos(math.pi * x))
@@ -235,8 +235,8 @@ def assert_parity_after_steps(test, name, ours, *, tol=OPT_TOL):
 
 def assert_outputs_ignore(test, name, params, free):
     """The training outputs of `params` do not change when the `free` parameters are moved by 0.1."""
-    from gpt1_tf.model import TransformerModel
-    from gpt1_tf.pretrained import set_params
+    from gpt1_tf.network.model import TransformerModel
+    from gpt1_tf.weights.pretrained import set_params
     arrays, meta = load_fixture(name)
     batches, names = load_batches(name), meta["param_names"]
     model = TransformerModel(model_config(meta["hp"]))

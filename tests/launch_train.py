@@ -1,7 +1,7 @@
 """Test-only launcher: `python tests/launch_train.py [train.py flags]` is train.py with a fault injected.
 
 The library holds no test hooks: this script wraps library functions from outside, then runs
-`gpt1_tf.finetune.main`. GPT1_TF_TEST_KILL_AT=<point>:<k> makes the process SIGKILL itself the k-th
+`gpt1_tf.train.finetune.main`. GPT1_TF_TEST_KILL_AT=<point>:<k> makes the process SIGKILL itself the k-th
 time it reaches <point>:
 
   tf_written   after a checkpoint's TF files, before its JSON sidecar (Checkpointer._write_sidecar)
@@ -17,7 +17,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from gpt1_tf import checkpoints, evaluate, finetune  # noqa: E402
+from gpt1_tf.train import checkpoints, evaluate, finetune  # noqa: E402
 
 KILL_POINTS = ("tf_written", "eval", "best_params", "pruning")
 

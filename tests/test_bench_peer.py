@@ -15,7 +15,7 @@ import unittest
 import numpy as np
 
 from helpers import REPO
-from gpt1_tf.tokens import position_id
+from gpt1_tf.network.tokens import position_id
 
 # benchmarks/ is a folder of scripts beside the package, not an installed package
 BENCHMARKS = os.path.join(REPO, "benchmarks")

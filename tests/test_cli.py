@@ -13,7 +13,7 @@ from unittest import mock
 import tensorflow as tf
 
 from helpers import REPO, SAMPLE_DIR, TINY, ctrl_c_after_first_update, log_without_time, run_main_in, run_train, write_tiny_cloze
-from gpt1_tf import finetune
+from gpt1_tf.train import finetune
 from gpt1_tf.files import FolderLock
 
 # the bundled sample with a tiny model (the issue's $P)
@@ -48,7 +48,7 @@ class RefusedUpFrontTest(tf.test.TestCase):
 
     def test_non_finite_floats(self):
         # every float flag of train.py's parser (argparse's float() takes 'nan' and 'inf')
-        from gpt1_tf import cli
+        from gpt1_tf.cli import train as cli
         floats = [a.option_strings[0] for a in cli.build_parser()._actions if a.type is float]
         self.assertContainsSubset(["--lr", "--l2", "--lm_coef", "--b1", "--e", "--max_grad_norm", "--clf_pdrop"], floats)
         for flag in floats:

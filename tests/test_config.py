@@ -8,11 +8,12 @@ import numpy as np
 import tensorflow as tf
 
 from helpers import N_CTX, N_VOCAB, story_batch
-from gpt1_tf import cli, config, ops, opt
-from gpt1_tf.config import ModelConfig, OptConfig, StepConfig
+from gpt1_tf.cli import train as cli
+from gpt1_tf.network import config, ops, opt
+from gpt1_tf.network.config import ModelConfig, OptConfig, StepConfig
 from gpt1_tf.errors import ConfigError
-from gpt1_tf.model import TransformerModel
-from gpt1_tf.opt import OpenAIAdam
+from gpt1_tf.network.model import TransformerModel
+from gpt1_tf.network.opt import OpenAIAdam
 
 
 class StepConfigTest(tf.test.TestCase):
@@ -64,7 +65,7 @@ class FiniteValuesTest(tf.test.TestCase):
     """NaN passes every range check written as a comparison; each config refuses it (and infinity) by name."""
 
     def test_non_finite_fields_are_refused(self):
-        from gpt1_tf.config import Sampling
+        from gpt1_tf.network.config import Sampling
         for make, name in ((lambda v: OptConfig(lr=v), "lr"), (lambda v: OptConfig(lr_warmup=v), "lr_warmup"),
                            (lambda v: OptConfig(b2=v), "b2"), (lambda v: OptConfig(e=v), "e"),
                            (lambda v: OptConfig(l2=v), "l2"), (lambda v: OptConfig(max_grad_norm=v), "max_grad_norm"),

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from helpers import FIXTURES
-from gpt1_tf import export, generate
+from gpt1_tf.cli import export, generate
 
 BARE = os.path.join(FIXTURES, "hf", "bare")
 

@@ -25,9 +25,9 @@ import ftfy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gpt1_tf.datasets import HEADER, _rocstories
+from gpt1_tf.data.rocstories import HEADER, _rocstories
 from gpt1_tf.errors import DataError
-from gpt1_tf.text_utils import _FTFY_INVARIANT, TextEncoder, text_standardize
+from gpt1_tf.data.text_utils import _FTFY_INVARIANT, TextEncoder, text_standardize
 
 N_VOCAB = 40478
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])

@@ -21,11 +21,13 @@ import numpy as np
 import tensorflow as tf
 
 from helpers import FIXTURES, N_CTX, N_VOCAB, randomised
-from gpt1_tf import export, generate, pretrained, tokens
-from gpt1_tf.config import ModelConfig, Sampling
-from gpt1_tf.generation import Generator, filter_logits, token_losses, windows
-from gpt1_tf.model import TransformerModel
-from gpt1_tf.weights import model_config, to_params
+from gpt1_tf.cli import export, generate
+from gpt1_tf.network import tokens
+from gpt1_tf.weights import pretrained
+from gpt1_tf.network.config import ModelConfig, Sampling
+from gpt1_tf.lm.generation import Generator, filter_logits, token_losses, windows
+from gpt1_tf.network.model import TransformerModel
+from gpt1_tf.weights.convert import model_config, to_params
 
 HF_BARE = os.path.join(FIXTURES, "hf", "bare")
 TOL = 1e-5
@@ -58,12 +60,12 @@ def full_logits(model, ids):
 
 class GreedyParityTest(tf.test.TestCase):
     def test_greedy_equals_transformers_through_hf_weights_and_shards(self):
-        from gpt1_tf import hf
+        from gpt1_tf.weights import hf
         e, tmp = expected(), tempfile.mkdtemp()
         with contextlib.redirect_stdout(io.StringIO()):
             self.assertEqual(export.main([HF_BARE, "--to", "shards", "--out", f"{tmp}/shards"]), 0)
         weights = pretrained.load_shards(f"{tmp}/shards")
-        from gpt1_tf.weights import Weights
+        from gpt1_tf.weights.convert import Weights
         models = {"hf": model_of(hf.read(HF_BARE)), "shards": model_of(Weights(weights, n_head=4))}
         for (name, model), jit in (((n, m), j) for n, m in models.items() for j in (False, True)):
             if name == "shards" and jit:
@@ -162,7 +164,7 @@ class SamplingTest(tf.test.TestCase):
 
 class ScoringTest(tf.test.TestCase):
     def test_mean_losses_equal_transformers(self):
-        from gpt1_tf import hf
+        from gpt1_tf.weights import hf
         e, model = expected(), model_of(hf.read(HF_BARE))
         for i in range(4):
             losses = token_losses(model, e[f"ids_{i}"])
@@ -214,7 +216,7 @@ class ScoringTest(tf.test.TestCase):
 
 class DocstringExampleTest(tf.test.TestCase):
     def test_the_module_docstrings_example_runs(self):
-        from gpt1_tf import generation
+        from gpt1_tf.lm import generation
         example = [line[4:] for line in generation.__doc__.splitlines() if line.startswith("    ")]
         self.assertTrue(any("gen.generate(" in line for line in example), example)
         names = {"model": tiny_model(9, n_ctx=64), "prompt_ids": [N_VOCAB, 3, 7], "text_ids": [i % N_VOCAB for i in range(79)]}
@@ -288,7 +290,7 @@ class GenerateCliTest(tf.test.TestCase):
     def test_a_params_file_without_its_head_file(self):
         # the original's best_params.jl (ROCStories, multiple choice) never had a head file: it loads;
         # another head's params without theirs are refused naming the missing file, not "the heads differ"
-        from gpt1_tf import hf
+        from gpt1_tf.weights import hf
         weights, tmp = hf.read(HF_BARE), tempfile.mkdtemp()
         for task_format, n_classes in (("multiple_choice", 0), ("classification", 3)):
             cfg = ModelConfig(n_vocab=weights.tokens.shape[0], n_ctx=20, n_embd=32, n_head=4, n_layer=2,
@@ -325,7 +327,7 @@ class GenerateCliTest(tf.test.TestCase):
 
     def test_a_fine_tuned_params_file(self):
         # a best_params.jl (with its head file) of a model of the fixture's size: greedy tokens of its LM
-        from gpt1_tf import hf
+        from gpt1_tf.weights import hf
         weights = hf.read(HF_BARE)
         model = model_of(weights, n_ctx=40)
         path = os.path.join(tempfile.mkdtemp(), "best_params.jl")
@@ -333,7 +335,7 @@ class GenerateCliTest(tf.test.TestCase):
         code, out, err = self.run_main("--params", path, "--n_head", "4", "--greedy", "--length", "6",
                                        "--prompt", "the cat sat")
         self.assertEqual(code, 0, err)
-        from gpt1_tf.text_utils import TextEncoder
+        from gpt1_tf.data.text_utils import TextEncoder
         enc = TextEncoder()
         ids = enc.encode(["the cat sat"], verbose=False)[0]
         want = Generator(model).generate(ids, 6)[0]

@@ -21,11 +21,13 @@ import tensorflow as tf
 from safetensors.numpy import load_file, save_file
 
 from helpers import FIXTURES, REPO, randomised, run_train
-from gpt1_tf import export, hf, pretrained, tokens
-from gpt1_tf.config import ModelConfig
-from gpt1_tf.model import TransformerModel
-from gpt1_tf.export import read_pretrained
-from gpt1_tf.weights import config_of_params, from_params, to_params
+from gpt1_tf.cli import export
+from gpt1_tf.network import tokens
+from gpt1_tf.weights import hf, pretrained
+from gpt1_tf.network.config import ModelConfig
+from gpt1_tf.network.model import TransformerModel
+from gpt1_tf.cli.export import read_pretrained
+from gpt1_tf.weights.convert import config_of_params, from_params, to_params
 
 HF = os.path.join(FIXTURES, "hf")
 BARE, DOUBLE = os.path.join(HF, "bare"), os.path.join(HF, "double_heads")
@@ -188,7 +190,7 @@ class TrainFromHfTest(tf.test.TestCase):
 
     def test_initial_params_equal_those_from_shards(self):
         from argparse import Namespace
-        from gpt1_tf.finetune import initial_params
+        from gpt1_tf.train.finetune import initial_params
         tmp = tempfile.mkdtemp()
         self.assertEqual(run_export(BARE, "--to", "shards", "--out", f"{tmp}/shards")[0], 0)
         cfg = ModelConfig(n_vocab=N_VOCAB, n_ctx=30, **TINY)

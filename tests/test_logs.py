@@ -1,11 +1,11 @@
-"""The run log's record kinds have one owner (gpt1_tf.logs): its writer and every reader agree."""
+"""The run log's record kinds have one owner (gpt1_tf.train.logs): its writer and every reader agree."""
 import json
 import os
 import tempfile
 import unittest
 
 from helpers import SAMPLE_DIR, run_train
-from gpt1_tf import logs
+from gpt1_tf.train import logs
 from gpt1_tf.errors import DataError
 
 

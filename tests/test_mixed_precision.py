@@ -9,10 +9,10 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from gpt1_tf.config import ModelConfig, OptConfig, StepConfig
+from gpt1_tf.network.config import ModelConfig, OptConfig, StepConfig
 from gpt1_tf.errors import Gpt1Error
-from gpt1_tf.model import TransformerModel
-from gpt1_tf.trainer import DynamicLossScale, Trainer
+from gpt1_tf.network.model import TransformerModel
+from gpt1_tf.train.trainer import DynamicLossScale, Trainer
 
 from helpers import N_CTX, N_VOCAB, story_batch
 

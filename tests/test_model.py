@@ -5,13 +5,13 @@ import numpy as np
 import tensorflow as tf
 
 from helpers import FWD_CASES, ADAM_CASES, load_fixture, model_config, params_of
-from gpt1_tf import ops, tokens
-from gpt1_tf.config import ModelConfig
+from gpt1_tf.network import ops, tokens
+from gpt1_tf.network.config import ModelConfig
 from gpt1_tf.errors import Gpt1Error
-from gpt1_tf.layers import Conv1D, Norm
-from gpt1_tf.heads import lm_losses_full, pooled as pooled_states
-from gpt1_tf.model import TransformerModel
-from gpt1_tf.pretrained import set_params
+from gpt1_tf.network.layers import Conv1D, Norm
+from gpt1_tf.network.heads import lm_losses_full, pooled as pooled_states
+from gpt1_tf.network.model import TransformerModel
+from gpt1_tf.weights.pretrained import set_params
 
 FWD_TOL = 1e-5  # forward outputs within 1e-5 abs of the original's
 

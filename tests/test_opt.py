@@ -5,11 +5,11 @@ import numpy as np
 import tensorflow as tf
 
 from helpers import ADAM_CASES, load_batches, load_fixture, model_config, np_schedule, params_of, assert_parity_after_steps
-from gpt1_tf.heads import train_loss
-from gpt1_tf.model import TransformerModel
-from gpt1_tf.config import OptConfig
-from gpt1_tf.opt import OpenAIAdam, lr_schedules
-from gpt1_tf.pretrained import get_params, set_params
+from gpt1_tf.network.heads import train_loss
+from gpt1_tf.network.model import TransformerModel
+from gpt1_tf.network.config import OptConfig
+from gpt1_tf.network.opt import OpenAIAdam, lr_schedules
+from gpt1_tf.weights.pretrained import get_params, set_params
 
 def run_fixture(name):
     """Replay a golden adam_* case: returns our params after the steps.

@@ -11,10 +11,10 @@ import numpy as np
 import tensorflow as tf
 
 from helpers import N_CTX, N_VOCAB, assert_same_step, forward_and_grads, randomised, story_batch
-from gpt1_tf import packing
-from gpt1_tf.config import ModelConfig, OptConfig, StepConfig
-from gpt1_tf.model import TransformerModel
-from gpt1_tf.trainer import Trainer, trim_to_longest
+from gpt1_tf.network import packing
+from gpt1_tf.network.config import ModelConfig, OptConfig, StepConfig
+from gpt1_tf.network.model import TransformerModel
+from gpt1_tf.train.trainer import Trainer, trim_to_longest
 
 TOL = 1e-5
 

@@ -21,9 +21,11 @@ import tensorflow as tf
 
 from cluster import finish, kill, start_workers, wait_for_line
 from helpers import REPO, ctrl_c_after_first_update, run_train
-from gpt1_tf import corpus, pretrain, pretrained
+from gpt1_tf.cli import pretrain
+from gpt1_tf.data import corpus
+from gpt1_tf.weights import pretrained
 from gpt1_tf.errors import DataError
-from gpt1_tf.text_utils import TextEncoder
+from gpt1_tf.data.text_utils import TextEncoder
 
 SAMPLE = os.path.join(REPO, "datasets", "pretrain_sample")
 TINY = ["--n_ctx", "16", "--n_embd", "16", "--n_head", "2", "--n_layer", "1", "--n_batch", "8", "--lr", "1e-3",
@@ -119,9 +121,9 @@ class CorpusTest(tf.test.TestCase):
 
 class StepTest(tf.test.TestCase):
     def test_the_training_loss_is_the_scoring_loss(self):
-        from gpt1_tf.config import ModelConfig, OptConfig
-        from gpt1_tf.generation import token_losses
-        from gpt1_tf.pretraining import LMTrainer
+        from gpt1_tf.network.config import ModelConfig, OptConfig
+        from gpt1_tf.lm.generation import token_losses
+        from gpt1_tf.train.pretraining import LMTrainer
         from helpers import randomised
         cfg = ModelConfig(n_vocab=60, n_ctx=16, n_embd=16, n_head=2, n_layer=2, embd_pdrop=0, attn_pdrop=0,
                           resid_pdrop=0, clf_pdrop=0)
@@ -156,7 +158,7 @@ class RunTest(tf.test.TestCase):
         self.assertLess(records[-1]["va_cost"], records[0]["va_cost"])
 
     def test_pretrain_then_fine_tune_then_generate(self):
-        from gpt1_tf import generate
+        from gpt1_tf.cli import generate
         work = tempfile.mkdtemp()
         path = small_corpus(work)
         code, out, err = run_main(path, *TINY[:8], "--n_ctx", "64", "--n_iter", "1", "--save_dir", f"{work}/save",
@@ -448,7 +450,7 @@ class FlagsTest(tf.test.TestCase):
     def test_bad_cluster_specs_name_the_address(self):
         import socket
         from gpt1_tf.errors import Gpt1Error
-        from gpt1_tf.pretraining import cluster_of, wait_for_cluster
+        from gpt1_tf.train.pretraining import cluster_of, wait_for_cluster
 
         def spec(*addresses):
             return json.dumps({"cluster": {"worker": list(addresses)}, "task": {"type": "worker", "index": 0}})

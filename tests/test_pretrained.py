@@ -6,10 +6,10 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from gpt1_tf import pretrained
-from gpt1_tf.config import ModelConfig
+from gpt1_tf.weights import pretrained
+from gpt1_tf.network.config import ModelConfig
 from gpt1_tf.errors import DataError, Gpt1Error
-from gpt1_tf.model import TransformerModel
+from gpt1_tf.network.model import TransformerModel
 
 CFG = ModelConfig(n_vocab=40, n_ctx=10, n_embd=8, n_head=2, n_layer=2)
 
@@ -230,7 +230,7 @@ class ParamsFileTest(tf.test.TestCase):
         missing = os.path.join(tempfile.mkdtemp(), "model")
         self.assertRaisesRegex(DataError, r"openai-gpt\)$", pretrained.load_shards, missing)
         self.assertRaisesRegex(DataError, r"\); or this$", pretrained.load_shards, missing, "or this")
-        from gpt1_tf.export import read_pretrained  # train.py's --model_dir
+        from gpt1_tf.cli.export import read_pretrained  # train.py's --model_dir
         for folder in (missing, os.path.dirname(missing)):  # no folder; a folder without params_shapes.json
             self.assertRaisesRegex(DataError, r"\); or --n_transfer -1 to train from scratch$", read_pretrained, folder)
 

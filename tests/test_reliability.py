@@ -26,9 +26,9 @@ import tensorflow as tf
 from unittest import mock
 
 from helpers import LAUNCHER, REPO, TINY, final_checkpoint_arrays, log_without_time, run_main_in, write_tiny_cloze
-from gpt1_tf.trainer import Trainer
-from gpt1_tf.config import ModelConfig
-from gpt1_tf.memory import estimate_train_bytes, n_params
+from gpt1_tf.train.trainer import Trainer
+from gpt1_tf.network.config import ModelConfig
+from gpt1_tf.train.memory import estimate_train_bytes, n_params
 
 SEED = 1234  # kill points
 # dropout on (TINY keeps the 0.1 defaults), a checkpoint after every update

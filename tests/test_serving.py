@@ -1,4 +1,4 @@
-"""The SavedModel export (`gpt1_tf.serving`): its signatures, run where gpt1_tf is not imported.
+"""The SavedModel export (`gpt1_tf.weights.saved_model`): its signatures, run where gpt1_tf is not imported.
 
 One subprocess (TensorFlow and NumPy only) loads every export of the class and runs every signature;
 this process compares what came back with
@@ -22,9 +22,9 @@ import tensorflow as tf
 
 from helpers import randomised
 from test_task_heads import batch, config, make_model
-from gpt1_tf import serving
+from gpt1_tf.weights import saved_model as serving
 from gpt1_tf.errors import Gpt1Error
-from gpt1_tf.model import TransformerModel
+from gpt1_tf.network.model import TransformerModel
 
 TOL = 1e-6
 # (export name, task format, n_classes, compute dtype)
@@ -72,7 +72,7 @@ def reference_log_probs(model, ids, lengths):
     """NumPy: log-softmax over the n_vocab token rows of `we` of h at each row's last real token."""
     cfg = model.cfg
     n_ctx = ids.shape[1]
-    positions = cfg.n_vocab + cfg.n_special + np.arange(n_ctx)  # the table's position rows (gpt1_tf.tokens)
+    positions = cfg.n_vocab + cfg.n_special + np.arange(n_ctx)  # the table's position rows (gpt1_tf.network.tokens)
     X = np.stack([ids, np.broadcast_to(positions, ids.shape)], -1).astype(np.int32)  # [B, T, 2]
     h, we = model.transformer.hidden(X)
     h = h.numpy().astype(np.float64)[np.arange(len(lengths)), lengths - 1]  # [B, n_embd]

@@ -9,10 +9,10 @@ import numpy as np
 import tensorflow as tf
 
 from helpers import REPO, log_without_time, run_main_in
-from gpt1_tf import pretrained
-from gpt1_tf.config import ModelConfig
+from gpt1_tf.weights import pretrained
+from gpt1_tf.network.config import ModelConfig
 from gpt1_tf.errors import DataError
-from gpt1_tf.model import TransformerModel
+from gpt1_tf.network.model import TransformerModel
 
 SAMPLES = os.path.join(REPO, "datasets")
 TINY = ["--n_transfer", "-1", "--n_layer", "1", "--n_embd", "16", "--n_head", "2", "--n_iter", "1",
@@ -133,7 +133,7 @@ class MnliAndCarveOutTest(tf.test.TestCase):
         self.assertEqual(code, 0, lines)
         header = log_without_time(root, "generic")[0]
         self.assertEqual(header["n_valid"], 30)
-        from gpt1_tf import task_inputs
+        from gpt1_tf.data import inputs as task_inputs
         examples = [object() for _ in range(100)]
         train, valid = task_inputs.carve_out(examples, 30, "train.csv")
         self.assertEqual((len(train), len(valid)), (70, 30))

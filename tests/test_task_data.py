@@ -8,7 +8,7 @@ import tempfile
 import unittest
 
 from gpt1_tf.errors import DataError
-from gpt1_tf.task_data import TASKS, Example, generic, glue, race, read_task, scitail, snli
+from gpt1_tf.data.tasks import TASKS, Example, generic, glue, race, read_task, scitail, snli
 
 MNLI_TRAIN_HEAD = ("index promptID pairID genre sentence1_binary_parse sentence2_binary_parse sentence1_parse "
                    "sentence2_parse sentence1 sentence2").split()

@@ -16,11 +16,11 @@ import tensorflow as tf
 from helpers import (N_CTX, N_VOCAB, assert_same_step, final_checkpoint_arrays, forward_and_grads, randomised,
                      run_train)
 from gpt1_tf import metrics
-from gpt1_tf.config import ModelConfig, OptConfig, StepConfig
-from gpt1_tf.model import TransformerModel
-from gpt1_tf.task_data import Example
-from gpt1_tf.trainer import Trainer, trim_to_longest
-from gpt1_tf.transforms import transform_task
+from gpt1_tf.network.config import ModelConfig, OptConfig, StepConfig
+from gpt1_tf.network.model import TransformerModel
+from gpt1_tf.data.tasks import Example
+from gpt1_tf.train.trainer import Trainer, trim_to_longest
+from gpt1_tf.data.transforms import transform_task
 
 TOL = 1e-5
 # (task format, n_classes): the head each dataset gets (SST-2, MNLI, STS-B, MRPC, RACE)

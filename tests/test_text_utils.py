@@ -8,7 +8,7 @@ import unittest
 import ftfy
 
 from gpt1_tf.errors import DataError
-from gpt1_tf.text_utils import TextEncoder, get_pairs, text_standardize
+from gpt1_tf.data.text_utils import TextEncoder, get_pairs, text_standardize
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "tokenizer.json")
 

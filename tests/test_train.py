@@ -13,9 +13,9 @@ import tensorflow as tf
 
 from helpers import (ADAM_CASES, TINY, assert_parity_after_steps, final_checkpoint_arrays, load_batches,
                      load_fixture, log_without_time, model_config, params_of, run_train, write_tiny_cloze)
-from gpt1_tf import finetune
-from gpt1_tf.config import OptConfig, StepConfig
-from gpt1_tf.pretrained import get_params, save_shards, set_params
+from gpt1_tf.train import finetune
+from gpt1_tf.network.config import OptConfig, StepConfig
+from gpt1_tf.weights.pretrained import get_params, save_shards, set_params
 
 EVAL_LINE = r"^\d+ \d+ \d+\.\d{3} \d+\.\d{3} \d+\.\d{2} \d+\.\d{2}$"
 
@@ -316,8 +316,8 @@ class StepParityTest(tf.test.TestCase):
     """train.py's step (Trainer on the towers) against the golden adam_* fixtures."""
 
     def replay(self, name, **step_options):
-        from gpt1_tf.devices import make_strategy
-        from gpt1_tf.trainer import Trainer
+        from gpt1_tf.train.devices import make_strategy
+        from gpt1_tf.train.trainer import Trainer
         strategy = make_strategy([d.name for d in tf.config.list_logical_devices("CPU")][:1])
         arrays, meta = load_fixture(name)
         b, o = load_batches(name), meta["opt"]

@@ -5,9 +5,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpt1_tf import tokens
-from gpt1_tf.task_data import Example
-from gpt1_tf.transforms import (N_FIELDS, max_field_len, task_n_ctx, transform_roc, transform_task)
+from gpt1_tf.network import tokens
+from gpt1_tf.data.tasks import Example
+from gpt1_tf.data.transforms import (N_FIELDS, max_field_len, task_n_ctx, transform_roc, transform_task)
 
 V = 10  # vocabulary: _start_ 10, _delimiter_ 11, _classify_ 12, positions from 13
 S, D, E = 10, 11, 12

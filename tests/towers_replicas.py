@@ -20,10 +20,10 @@ tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU"
                                            [tf.config.LogicalDeviceConfiguration()] * 4)
 
 from helpers import N_CTX, N_VOCAB, story_batch  # noqa: E402 (after the device set-up)
-from gpt1_tf.config import ModelConfig, OptConfig, StepConfig  # noqa: E402
-from gpt1_tf.devices import make_strategy  # noqa: E402
-from gpt1_tf.model import TransformerModel  # noqa: E402
-from gpt1_tf.trainer import Trainer  # noqa: E402
+from gpt1_tf.network.config import ModelConfig, OptConfig, StepConfig  # noqa: E402
+from gpt1_tf.train.devices import make_strategy  # noqa: E402
+from gpt1_tf.network.model import TransformerModel  # noqa: E402
+from gpt1_tf.train.trainer import Trainer  # noqa: E402
 
 CPUS = [d.name for d in tf.config.list_logical_devices("CPU")]
 PLACEMENTS = {"mirrored": (CPUS, 4), "sequence": (CPUS[:1], 4), "mixed": (CPUS[:2], 4), "one": (CPUS[:1], 1)}

@@ -1,0 +1,175 @@
+"""The `train.py` command line: the original's flags, their validation, and the configs they make.
+
+The only module that reads argparse (`gpt1_tf.train.finetune.main` is the entry point that uses it). Defaults and choices come from `gpt1_tf.network.config`; each
+config object validates its own fields, and this module adds the rules about the run itself.
+"""
+import argparse
+import math
+
+from gpt1_tf.network.config import (ACTIVATIONS, COMPUTE_DTYPES, LR_SCHEDULES, MIN_N_CTX, TASK_FORMATS, ModelConfig,
+                            OptConfig, StepConfig, check_compatible)
+from gpt1_tf.errors import Gpt1Error
+from gpt1_tf.data.tasks import TASKS
+
+DATASETS = ("rocstories", *TASKS, "generic")
+NAN_POLICIES = ("stop", "skip")
+MODEL, OPT = ModelConfig(), OptConfig()
+MAX_SEED = 2 ** 32 - 1  # NumPy's seed range
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="train.py", description="Fine-tune GPT-1 as OpenAI's original train.py: on ROCStories (Story Cloze), "
+                                     "the paper's other datasets, or your own data (--dataset generic).")
+    # --- the original's flags and defaults ---
+    p.add_argument("--desc", type=str, default=None, help="run name for log/save files (default: the dataset)")
+    p.add_argument("--dataset", type=str, default=None, help=", ".join(DATASETS))
+    p.add_argument("--log_dir", type=str, default="log/")
+    p.add_argument("--save_dir", type=str, default="save/")
+    p.add_argument("--data_dir", type=str, default="data/")
+    p.add_argument("--submission_dir", type=str, default="submission/")
+    p.add_argument("--submit", action="store_true", help="save best params and write the test predictions")
+    p.add_argument("--analysis", action="store_true", help="print validation and test accuracy (needs --submit)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--n_iter", type=int, default=3, help="epochs")
+    p.add_argument("--n_batch", type=int, default=8, help="examples per tower")
+    p.add_argument("--max_grad_norm", type=float, default=OPT.max_grad_norm)
+    p.add_argument("--lr", type=float, default=OPT.lr)
+    p.add_argument("--lr_warmup", type=float, default=OPT.lr_warmup)
+    p.add_argument("--n_ctx", type=int, default=MODEL.n_ctx)
+    p.add_argument("--n_embd", type=int, default=MODEL.n_embd)
+    p.add_argument("--n_head", type=int, default=MODEL.n_head)
+    p.add_argument("--n_layer", type=int, default=MODEL.n_layer)
+    p.add_argument("--embd_pdrop", type=float, default=MODEL.embd_pdrop)
+    p.add_argument("--attn_pdrop", type=float, default=MODEL.attn_pdrop)
+    p.add_argument("--resid_pdrop", type=float, default=MODEL.resid_pdrop)
+    p.add_argument("--clf_pdrop", type=float, default=MODEL.clf_pdrop)
+    p.add_argument("--l2", type=float, default=OPT.l2)
+    p.add_argument("--vector_l2", action="store_true")
+    p.add_argument("--n_gpu", type=int, default=4, help="towers; the global batch is n_batch * n_gpu (one tower per GPU; with fewer GPUs, in "
+                        "sequence on one device, gradients averaged)")
+    p.add_argument("--opt", type=str, default="adam", choices=["adam"])
+    p.add_argument("--afn", type=str, default=MODEL.afn, choices=ACTIVATIONS)
+    p.add_argument("--lr_schedule", type=str, default=OPT.lr_schedule, choices=LR_SCHEDULES)
+    p.add_argument("--encoder_path", type=str, default=None, help="default: the packaged encoder_bpe_40000.json")
+    p.add_argument("--bpe_path", type=str, default=None, help="default: the packaged vocab_40000.bpe")
+    p.add_argument("--n_transfer", type=int, default=12, help="pretrained layers to load; -1: train from scratch")
+    p.add_argument("--lm_coef", type=float, default=0.5)
+    p.add_argument("--b1", type=float, default=OPT.b1)
+    p.add_argument("--b2", type=float, default=OPT.b2)
+    p.add_argument("--e", type=float, default=OPT.e)
+    # --- added ---
+    p.add_argument("--model_dir", type=str, default="model/", help="the pretrained weights: OpenAI's params_*.npy + params_shapes.json, or a HuggingFace "
+                        "openai-gpt folder (config.json + model.safetensors)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--save_every", type=int, default=1000, help="checkpoint every this many updates (and every epoch)")
+    p.add_argument("--n_valid", type=int, default=374,
+                   help="validation examples split off: ROCStories' val file, or a generic train file without a dev file")
+    p.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism on GPUs too (always on for CPU runs)")
+    p.add_argument("--nan_policy", choices=NAN_POLICIES, default="stop",
+                   help="on a non-finite loss or gradient: stop (exit 1) or skip that update")
+    p.add_argument("--xla", action="store_true",
+                   help="compile the train/eval steps with XLA (static shapes: batches trimmed to a multiple of 8, "
+                        "no packing; for GPUs)")
+    p.add_argument("--mixed_precision", nargs="?", const="bfloat16", choices=COMPUTE_DTYPES[1:], default=None,
+                   help="matmuls in bfloat16 (the default when given without a value) or float16 with dynamic "
+                        "loss scaling; parameters, layer norms, softmaxes and losses stay float32. For GPUs, and "
+                        "for CPUs with native bfloat16 (avx512_bf16 or amx_bf16 in /proc/cpuinfo), where bfloat16 "
+                        "made the full model's train step 1.4x faster (BENCHMARKS.md); on other CPUs it is ~2x "
+                        "slower than float32")
+    p.add_argument("--no_trim", action="store_true", help="do not trim batches to their longest sequence")
+    p.add_argument("--exact", action="store_true",
+                   help="the original's arithmetic (padded batches, full LM head, no XLA): slower")
+    p.add_argument("--stop_after_updates", type=int, default=None,
+                   help="checkpoint and stop after this many updates (continue later with --resume)")
+    g = p.add_argument_group("--dataset generic: your own train/dev/test.{csv,tsv,jsonl} in --data_dir")
+    g.add_argument("--task_format", choices=TASK_FORMATS, default=None, help="the input transformation and head")
+    g.add_argument("--text_columns", type=_names, default=None,
+                   help="comma-separated text columns: 1 (classification), 2 (entailment, similarity), "
+                        "the context's (multiple_choice)")
+    g.add_argument("--choice_columns", type=_names, default=None, help="multiple_choice: the answers' columns")
+    g.add_argument("--label_column", type=str, default="label")
+    g.add_argument("--labels", type=_names, default=None,
+                   help="comma-separated label values, class id = position (default: the sorted values of train; "
+                        "multiple_choice: 0..K-1; similarity without --labels: a real-valued score)")
+    return p
+
+
+def check_finite_floats(parser, args):
+    """Refuse NaN and infinity in every float flag of a program's `parser` (Python's float() takes 'nan', 'inf')."""
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if action.type is float and value is not None and not math.isfinite(value):
+            raise Gpt1Error(f"{action.option_strings[0]} must be a finite number, got {value}")
+
+
+def _names(value):
+    names = [v.strip() for v in value.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {value!r}")
+    return names
+
+
+def model_config(args, *, n_vocab=MODEL.n_vocab, n_ctx=None, task_format="multiple_choice", n_classes=0):
+    return ModelConfig(n_vocab=n_vocab, n_ctx=args.n_ctx if n_ctx is None else n_ctx, n_embd=args.n_embd,
+                       n_head=args.n_head, n_layer=args.n_layer, afn=args.afn, embd_pdrop=args.embd_pdrop,
+                       attn_pdrop=args.attn_pdrop, resid_pdrop=args.resid_pdrop, clf_pdrop=args.clf_pdrop,
+                       compute_dtype=args.mixed_precision or "float32", task_format=task_format, n_classes=n_classes)
+
+
+def opt_config(args, *, t_total=1):
+    return OptConfig(lr=args.lr, lr_schedule=args.lr_schedule, lr_warmup=args.lr_warmup, t_total=t_total,
+                     b1=args.b1, b2=args.b2, e=args.e, l2=args.l2, vector_l2=args.vector_l2,
+                     max_grad_norm=args.max_grad_norm)
+
+
+def step_config(args):
+    return StepConfig(exact=args.exact, xla=args.xla, trim=False if args.no_trim else None)
+
+
+def _validate_generic(args):
+    """The generic dataset's flags: given where needed, and only there."""
+    flags = ("task_format", "text_columns", "choice_columns", "labels")
+    if args.dataset != "generic":
+        given = [f"--{f}" for f in flags if getattr(args, f) is not None]
+        if given:
+            raise Gpt1Error(f"{', '.join(given)}: only for --dataset generic ({args.dataset} has its own format)")
+        return
+    if args.task_format is None or args.text_columns is None:
+        raise Gpt1Error("--dataset generic needs --task_format and --text_columns")
+    n_texts = {"classification": 1, "entailment": 2, "similarity": 2}.get(args.task_format)
+    if n_texts and len(args.text_columns) != n_texts:
+        raise Gpt1Error(f"--task_format {args.task_format} reads {n_texts} text column(s), "
+                        f"--text_columns names {len(args.text_columns)}")
+    if (args.task_format == "multiple_choice") != (args.choice_columns is not None):
+        raise Gpt1Error("--choice_columns are for (and needed by) --task_format multiple_choice")
+    if args.choice_columns is not None and len(args.choice_columns) < 2:
+        raise Gpt1Error("--choice_columns: a multiple-choice task needs at least 2 answers")
+    if args.labels is not None and args.task_format == "multiple_choice" and len(args.labels) != len(args.choice_columns):
+        raise Gpt1Error(f"--labels names {len(args.labels)} values for {len(args.choice_columns)} choices")
+
+
+def validate_args(args):
+    """Refuse impossible flags with one line, before anything is read or written."""
+    if args.dataset is None:
+        raise Gpt1Error(f"--dataset is required ({', '.join(DATASETS)})")
+    if args.dataset not in DATASETS:
+        raise Gpt1Error(f"--dataset {args.dataset!r} is not supported; use one of: {', '.join(DATASETS)}")
+    for name in ("n_iter", "n_batch", "n_gpu", "save_every", "n_valid", "stop_after_updates"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise Gpt1Error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise Gpt1Error(f"--seed must be in 0..{MAX_SEED}, got {args.seed}")
+    check_finite_floats(build_parser(), args)
+    if args.n_transfer < -1:
+        raise Gpt1Error(f"--n_transfer must be -1 (no weights), 0 (the embeddings) or a number of layers, "
+                        f"got {args.n_transfer}")
+    if args.n_ctx < MIN_N_CTX:
+        raise Gpt1Error(f"--n_ctx {args.n_ctx} is too small (at least {MIN_N_CTX})")
+    if args.analysis and not args.submit:
+        raise Gpt1Error("--analysis reads the submission file: add --submit")
+    _validate_generic(args)
+    check_compatible(model_config(args), step_config(args))  # each config validates its own fields
+    opt_config(args)
+    if args.desc is None:
+        args.desc = args.dataset

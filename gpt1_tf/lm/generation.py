@@ -1,0 +1,176 @@
+"""GPT-1 as a language model: generation with a key/value cache, and scoring (loss, perplexity).
+
+The LM head is the tied embedding over the n_vocab BPE rows only: a special-token or position row
+is never scored or sampled (the original's head covered the whole table; see
+pytorch-openai-transformer-lm #36).
+
+    from gpt1_tf.network.config import Sampling
+    from gpt1_tf.lm.generation import Generator, token_losses
+    gen = Generator(model)                        # model: a TransformerModel holding its weights
+    ids = gen.generate(prompt_ids, 40, n_samples=2, sampling=Sampling(top_p=0.9), seed=1)  # [2, 40] new ids
+    losses = token_losses(model, text_ids)        # [len(text_ids) - 1] next-token losses (sliding windows)
+
+Generation runs one forward pass per new token over the cached keys and values of the positions
+before it: the cache is [n_layer, 2, B, n_head, n_ctx, d] with static shapes, and the loop a
+`tf.while_loop` in one `tf.function` (`jit_compile=True` compiles it with XLA). Each step computes
+what the full forward computes at that position (the same weights, layer norms and masked
+softmax), so greedy decoding gives the tokens a full re-run of the prefix would give.
+"""
+import numpy as np
+import tensorflow as tf
+
+from gpt1_tf.network import ops, tokens
+from gpt1_tf.network.config import Sampling
+from gpt1_tf.errors import Gpt1Error
+from gpt1_tf.network.heads import next_token_losses, token_logits
+from gpt1_tf.network.model import with_positions
+
+SCORE_STRIDE_FRACTION = 2  # sliding windows advance by n_ctx // 2 tokens
+
+
+def filter_logits(logits, sampling):
+    """Logits [B, V] after temperature, then top-k, then top-p (nucleus, over what top-k kept): the rest at -inf."""
+    logits = logits / sampling.temperature
+    if sampling.top_k:
+        kth = tf.math.top_k(logits, k=min(sampling.top_k, logits.shape[-1])).values[:, -1:]
+        logits = tf.where(logits < kth, tf.cast(-np.inf, logits.dtype), logits)
+    if sampling.top_p < 1:
+        ranked = tf.sort(logits, direction="DESCENDING")
+        mass_before = tf.cumsum(tf.nn.softmax(ranked), axis=-1, exclusive=True)
+        # the smallest set whose mass reaches top_p: a token is kept while the mass before it is < top_p
+        cutoff = tf.reduce_min(tf.where(mass_before < sampling.top_p, ranked, tf.cast(np.inf, ranked.dtype)),
+                               axis=-1, keepdims=True)
+        logits = tf.where(logits < cutoff, tf.cast(-np.inf, logits.dtype), logits)
+    return logits
+
+
+class Generator:
+    """Decoding with a key/value cache for a `TransformerModel` (no dropout)."""
+
+    def __init__(self, model, jit_compile=False):
+        self.model, self.cfg = model, model.cfg
+        self._loop = tf.function(self._decode, jit_compile=jit_compile, reduce_retracing=True)
+
+    # --- one position of the network, against the cache -----------------------------------------
+    def _embed(self, ids, positions):
+        """Token + position rows of `we` for ids [B, S] at positions [S] -> [B, S, n_embd]."""
+        cfg, we = self.cfg, self.model.we
+        rows = tokens.position_id(cfg.n_vocab, positions, cfg.n_special)
+        return ops.to_dtype(tf.gather(we, ids) + tf.gather(we, rows)[None], cfg.compute_dtype)
+
+    def _attend(self, block, x, cache_kv, t0):
+        """Block attention of x [B, S, n] at positions t0.. against the cache; (output, new cache [2, B, H, C, d])."""
+        attn, n_head, n_ctx = block.attn, self.cfg.n_head, self.cfg.n_ctx
+        q, k, v = tf.split(attn.c_attn(x), 3, axis=2)
+        q, k, v = (ops.split_heads(z, n_head) for z in (q, k, v))  # [B, H, S, d]
+        S = tf.shape(x)[1]
+        kv = tf.stack([k, v])  # [2, B, H, S, d]
+        if x.shape[1] != 1:  # the prompt, at positions 0..S-1 (S is static under XLA: the input's shape)
+            kv = tf.pad(kv, [[0, 0], [0, 0], [0, 0], [0, n_ctx - S], [0, 0]])
+        # one new position: broadcast over the cache's positions, kept only at t0 (XLA: no dynamic slice)
+        written = tf.logical_and(tf.range(n_ctx) >= t0, tf.range(n_ctx) < t0 + S)[:, None]
+        cache_kv = tf.where(written, kv, cache_kv)
+        w = ops.to_dtype(tf.matmul(q, cache_kv[0], transpose_b=True), tf.float32)  # [B, H, S, C]
+        w = w * tf.math.rsqrt(tf.cast(ops.shape_list(v)[-1], w.dtype))
+        visible = tf.cast(tf.range(n_ctx)[None, :] <= (t0 + tf.range(S))[:, None], w.dtype)  # [S, C]
+        w = tf.nn.softmax(ops.mask_with(w, visible))
+        a = ops.merge_heads(tf.matmul(ops.to_dtype(w, v.dtype), cache_kv[1]))
+        return attn.c_proj(a), cache_kv
+
+    def _forward(self, ids, t0, cache):
+        """Hidden states [B, S, n_embd] of ids [B, S] at positions t0.., and the updated cache."""
+        h = self._embed(ids, t0 + tf.range(tf.shape(ids)[1]))
+        new = []
+        for i, block in enumerate(self.model.blocks):
+            a, kv = self._attend(block, h, cache[i], t0)
+            n = block.ln_1(h + a)
+            h = block.ln_2(n + block.mlp(n))
+            new.append(kv)
+        return h, tf.stack(new)
+
+    def next_logits(self, h):
+        """LM logits [B, n_vocab] of the last hidden states h [B, n_embd]: the tied head over the BPE rows."""
+        return token_logits(h, self.model.we, self.cfg.n_vocab)
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def empty_cache(self, batch):
+        cfg = self.cfg
+        d = cfg.n_embd // cfg.n_head
+        return tf.zeros([cfg.n_layer, 2, batch, cfg.n_head, cfg.n_ctx, d], cfg.compute_dtype)
+
+    def _decode(self, prompt, length, seed, sampling):
+        """prompt [B, P] -> the `length` new ids [length, B]: the prompt in one pass, then one pass per token."""
+        B, P = tf.shape(prompt)[0], tf.shape(prompt)[1]
+        h, cache = self._forward(prompt, 0, self.empty_cache(B))
+        logits = self.next_logits(h[:, -1])
+        out = tf.TensorArray(tf.int32, size=length)
+
+        def step(i, logits, cache, out):
+            tok = self._choose(logits, seed, i, sampling)
+            h, cache = self._forward(tok[:, None], P + i, cache)
+            return i + 1, self.next_logits(h[:, -1]), cache, out.write(i, tok)
+
+        _, _, _, out = tf.while_loop(lambda i, *_: i < length, step, [0, logits, cache, out])
+        return out.stack()  # [length, B] (transposed by the caller: TF's int32 transpose warns on some CPUs)
+
+    @staticmethod
+    def _choose(logits, seed, i, sampling):
+        if sampling.greedy:
+            return tf.argmax(logits, axis=-1, output_type=tf.int32)
+        step_seed = tf.random.experimental.stateless_fold_in(seed, i)
+        return tf.random.stateless_categorical(filter_logits(logits, sampling), 1, step_seed, dtype=tf.int32)[:, 0]
+
+    def generate(self, prompt_ids, length, *, n_samples=1, sampling=Sampling(greedy=True), seed=0):
+        """`length` new token ids [n_samples, length] after `prompt_ids` (a list of ints, special ids allowed).
+
+        Raises Gpt1Error when the prompt leaves no room: prompt + length must fit in n_ctx (the
+        caller shortens `length` to `room(prompt_ids)` and says so).
+        """
+        if not len(prompt_ids):
+            raise Gpt1Error("the prompt is empty: give at least one token")
+        if len(prompt_ids) + length > self.cfg.n_ctx:
+            raise Gpt1Error(f"{len(prompt_ids)} prompt tokens + {length} new ones exceed the {self.cfg.n_ctx} "
+                            "positions of GPT-1's context")
+        prompt = tf.constant(np.tile(np.asarray(prompt_ids, np.int32)[None], [n_samples, 1]))
+        seed = tf.constant([seed % 2 ** 31, seed // 2 ** 31], tf.int32)
+        return self._loop(prompt, int(length), seed, sampling).numpy().T
+
+    def room(self, prompt_ids):
+        """How many new tokens fit after the prompt in n_ctx positions."""
+        return self.cfg.n_ctx - len(prompt_ids)
+
+
+# --- scoring ---------------------------------------------------------------------------------------
+
+def windows(n_tokens, n_ctx, stride=None):
+    """Sliding windows (start, end, first scored) covering a text of n_tokens: each token is scored once.
+
+    A text of at most n_ctx tokens is one window. Longer ones: windows of n_ctx tokens advancing by
+    `stride` (default n_ctx // 2); each scores only the tokens the previous window did not, so every
+    prediction after the first window sees at least n_ctx - stride tokens of context. A window keeps
+    at least one token of the previous one (the context of its first scored token), so a stride of
+    n_ctx or more advances by n_ctx - 1.
+    """
+    if n_tokens <= n_ctx:
+        return [(0, n_tokens, 1)]
+    if n_ctx < 2:
+        raise Gpt1Error(f"a model of {n_ctx} position cannot score a text: each prediction needs a token before it")
+    stride = min(stride or n_ctx // SCORE_STRIDE_FRACTION, n_ctx - 1)
+    out, start = [(0, n_ctx, 1)], stride
+    while out[-1][1] < n_tokens:
+        end = min(start + n_ctx, n_tokens)
+        out.append((end - n_ctx, end, out[-1][1]))
+        start += stride
+    return out
+
+
+def token_losses(model, ids, stride=None):
+    """Next-token cross-entropies (natural log) of ids [n] under the model: [n - 1] (sliding windows)."""
+    cfg, ids = model.cfg, np.asarray(ids, np.int32)
+    losses = []
+    for start, end, first in windows(len(ids), cfg.n_ctx, stride):
+        x = tf.constant(ids[None, start:end])
+        h, we = model.transformer.hidden(with_positions(x, cfg))
+        nll = next_token_losses(h, we, x, cfg.n_vocab)[0].numpy()
+        losses.append(nll[first - start - 1:])
+    return np.concatenate(losses)

@@ -1,0 +1,265 @@
+"""Keras 3 layers of GPT-1, named like the original variable scopes.
+
+Layer names follow the original's scopes: `h0/attn/c_attn/w`, `h0/ln_1/g`, `clf/w`, ...
+Only layers that own weights are layers; the arithmetic lives in `gpt1_tf.network.ops`.
+Dropout takes an explicit stateless `seed` ([2] int32 tensor or None): None means no dropout.
+"""
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from gpt1_tf.network import ops, packing
+from gpt1_tf.network.config import ModelConfig
+
+serializable = keras.saving.register_keras_serializable("gpt1_tf")
+
+
+def normal_init():
+    """N(0, 0.02): the original initialiser of every weight matrix."""
+    return keras.initializers.RandomNormal(stddev=0.02)
+
+
+def site_seed(seed, site):
+    """A distinct stateless seed for each dropout site (None stays None)."""
+    if seed is None:
+        return None
+    return tf.random.experimental.stateless_fold_in(seed, site)
+
+
+def _dropout(x, rate, seed, *, n_ctx=None, seq_axes=(), layout=None):
+    """Stateless dropout whose mask does not depend on how the batch was trimmed or packed.
+
+    The uniforms are drawn for the batch padded to `n_ctx` on `seq_axes` (the original's layout)
+    and sliced to x's sequence length, so a trimmed batch drops exactly the units the padded one
+    drops at the same positions; with `layout`, x is packed [N, n] and the mask is gathered the
+    same way (`packing.dropout`). Without n_ctx, `ops.dropout` on x's own shape. Arithmetic as
+    tf.nn.experimental.stateless_dropout: x * (1 / (1 - rate)) where uniform >= rate, else 0.
+    The uniforms are float32 whatever x's dtype (the same mask under mixed precision).
+    """
+    if seed is None or rate <= 0:
+        return x
+    if layout is not None:
+        return packing.dropout(x, rate, seed, layout, n_ctx=n_ctx)
+    if n_ctx is None:
+        return ops.dropout(x, rate, seed)
+    shape = ops.shape_list(x)
+    # a stack of the dimensions, not a scatter: XLA must see the shape as a compile-time constant
+    full = tf.stack([n_ctx if axis in seq_axes else d for axis, d in enumerate(shape)])
+    u = tf.slice(tf.random.stateless_uniform(full, seed=seed, dtype=tf.float32), [0] * len(shape), tf.shape(x))
+    return packing.apply_keep(x, u >= rate, rate)
+
+
+def _rows_at(x, pool, layout=None):
+    """Row `pool[s]` of each sequence s: x [S, T, n], or packed [N, n] with its layout -> [S, n]."""
+    if layout is not None:
+        return tf.gather(x, tf.gather(layout.row_map, tf.range(layout.S) * layout.T + pool))
+    return ops.rows_at(x, pool)
+
+
+class _Layer(keras.layers.Layer):
+    """A Keras layer that leaves its inputs' dtype alone.
+
+    Keras would cast every float input to the layer's float32 policy; under mixed precision the
+    model casts explicitly instead (`ModelConfig.compute_dtype`): matmuls in the compute dtype,
+    layer norms, softmaxes and losses in float32.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+
+
+@serializable
+class Conv1D(_Layer):
+    """The original `conv1d(x, scope, nf, rf)`: weight `w` [rf, nx, nf], bias `b` [nf]."""
+
+    def __init__(self, nf, rf=1, **kwargs):
+        super().__init__(**kwargs)
+        self.nf, self.rf = nf, rf
+
+    def build(self, input_shape):
+        nx = input_shape[-1]
+        self.w = self.add_weight(name="w", shape=(self.rf, nx, self.nf), initializer=normal_init())
+        self.b = self.add_weight(name="b", shape=(self.nf,), initializer="zeros")
+
+    def call(self, x):
+        if self.rf == 1:
+            # the original's "faster 1x1 conv": a matmul over all positions
+            x_shape = ops.shape_list(x)
+            nx = x_shape[-1]
+            w, b = ops.to_dtype(self.w, x.dtype), ops.to_dtype(self.b, x.dtype)
+            c = tf.matmul(tf.reshape(x, [-1, nx]), tf.reshape(w, [-1, self.nf])) + b
+            return tf.reshape(c, x_shape[:-1] + [self.nf])
+        # a real 1-D convolution (the original notes it was used to train the LM)
+        return tf.nn.conv1d(x, ops.to_dtype(self.w, x.dtype), stride=1, padding="VALID") + ops.to_dtype(self.b, x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "nf": self.nf, "rf": self.rf}
+
+
+@serializable
+class Norm(_Layer):
+    """The original `norm(x, scope)`: layer norm over the last axis, eps 1e-5, g=1, b=0."""
+
+    def __init__(self, e=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.e = e
+
+    def build(self, input_shape):
+        n_state = input_shape[-1]
+        self.g = self.add_weight(name="g", shape=(n_state,), initializer="ones")
+        self.b = self.add_weight(name="b", shape=(n_state,), initializer="zeros")
+
+    def call(self, x):
+        # in float32 under mixed precision too (variance of half-precision values is unreliable)
+        return ops.to_dtype(ops.norm_arith(ops.to_dtype(x, tf.float32), self.g, self.b, e=self.e), x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "e": self.e}
+
+
+@serializable
+class Attention(_Layer):
+    """Masked multi-head self-attention: `c_attn`, scaled q@k, causal mask, softmax, `c_proj`."""
+
+    def __init__(self, n_state, *, n_head, attn_pdrop, resid_pdrop, scale=True, n_ctx=None, **kwargs):
+        super().__init__(**kwargs)
+        assert n_state % n_head == 0, f"n_state {n_state} must be divisible by n_head {n_head}"
+        self.n_state, self.n_head, self.scale, self.n_ctx = n_state, n_head, scale, n_ctx
+        self.attn_pdrop, self.resid_pdrop = attn_pdrop, resid_pdrop
+        self.c_attn = Conv1D(n_state * 3, 1, name="c_attn")
+        self.c_proj = Conv1D(n_state, 1, name="c_proj")
+
+    def build(self, input_shape):
+        self.c_attn.build(input_shape)
+        self.c_proj.build(input_shape[:-1] + (self.n_state,))
+
+    def _attn(self, q, k, v, seed, pool=None):
+        w = ops.to_dtype(tf.matmul(q, k), tf.float32)  # [batch, heads, queries, sequence]; float32 softmax
+        if self.scale:
+            n_state = ops.shape_list(v)[-1]
+            w = w * tf.math.rsqrt(tf.cast(n_state, w.dtype))
+        w = ops.mask_attn_weights(w, pool)
+        w = tf.nn.softmax(w)
+        w = _dropout(w, self.attn_pdrop, seed, n_ctx=self.n_ctx, seq_axes=(2, 3))
+        return tf.matmul(ops.to_dtype(w, v.dtype), v)  # [batch, heads, queries, features/heads]
+
+    def call(self, x, seed=None, layout=None, pool=None):
+        """x [batch, sequence, features], or packed [N, features] with its `packing.PackLayout`.
+
+        With `pool` [batch] (no dropout): the output at that one position per sequence, [batch, features].
+        """
+        c = self.c_attn(x)
+        if layout is not None:
+            c = packing.unpack(c, layout)  # [batch, sequence, 3 * features]
+        q, k, v = tf.split(c, 3, axis=2)
+        if pool is not None:
+            q = tf.expand_dims(ops.rows_at(q, pool), 1)  # [batch, 1, features]
+        q = ops.split_heads(q, self.n_head)  # [batch, heads, sequence, features/heads]
+        k = ops.split_heads(k, self.n_head, k=True)  # [batch, heads, features/heads, sequence]
+        v = ops.split_heads(v, self.n_head)
+        a = self._attn(q, k, v, site_seed(seed, 0), pool)
+        a = ops.merge_heads(a)  # [batch, sequence, features]
+        if pool is not None:
+            return self.c_proj(a[:, 0])
+        if layout is not None:
+            a = packing.pack(a, layout)  # [N, features]
+        a = self.c_proj(a)
+        return _dropout(a, self.resid_pdrop, site_seed(seed, 1), n_ctx=self.n_ctx, seq_axes=(1,), layout=layout)
+
+    def get_config(self):
+        return {**super().get_config(), "n_state": self.n_state, "n_head": self.n_head,
+                "attn_pdrop": self.attn_pdrop, "resid_pdrop": self.resid_pdrop, "scale": self.scale,
+                "n_ctx": self.n_ctx}
+
+
+@serializable
+class MLP(_Layer):
+    """Position-wise feed-forward: act(`c_fc`(x)) -> `c_proj`, then residual dropout."""
+
+    def __init__(self, n_state, *, afn, resid_pdrop, n_ctx=None, **kwargs):
+        super().__init__(**kwargs)
+        self.n_state, self.afn, self.resid_pdrop, self.n_ctx = n_state, afn, resid_pdrop, n_ctx
+        self.c_fc = None
+        self.c_proj = None
+
+    def build(self, input_shape):
+        nx = input_shape[-1]
+        self.c_fc = Conv1D(self.n_state, 1, name="c_fc")
+        self.c_fc.build(input_shape)
+        self.c_proj = Conv1D(nx, 1, name="c_proj")
+        self.c_proj.build(input_shape[:-1] + (self.n_state,))
+
+    def call(self, x, seed=None, layout=None):
+        c = self.c_fc(x)
+        h = ops.to_dtype(ops.ACT_FNS[self.afn](ops.to_dtype(c, tf.float32)), c.dtype)  # activation in float32
+        h2 = self.c_proj(h)
+        return _dropout(h2, self.resid_pdrop, seed, n_ctx=self.n_ctx, seq_axes=(1,), layout=layout)
+
+    def get_config(self):
+        return {**super().get_config(), "n_state": self.n_state, "afn": self.afn, "resid_pdrop": self.resid_pdrop,
+                "n_ctx": self.n_ctx}
+
+
+@serializable
+class Block(_Layer):
+    """Post-norm transformer block (GPT-1, unlike GPT-2): n = ln_1(x + attn(x)); h = ln_2(n + mlp(n))."""
+
+    def __init__(self, cfg, **kwargs):
+        super().__init__(**kwargs)
+        cfg = self.cfg = cfg if isinstance(cfg, ModelConfig) else ModelConfig(**cfg)
+        nx = cfg.n_embd
+        self.attn = Attention(nx, n_head=cfg.n_head, attn_pdrop=cfg.attn_pdrop,
+                              resid_pdrop=cfg.resid_pdrop, scale=True, n_ctx=cfg.n_ctx, name="attn")
+        self.ln_1 = Norm(name="ln_1")
+        # dropout masks drawn on the n_ctx layout: trimming or packing a batch changes none of them
+        self.mlp = MLP(4 * nx, afn=cfg.afn, resid_pdrop=cfg.resid_pdrop, n_ctx=cfg.n_ctx, name="mlp")
+        self.ln_2 = Norm(name="ln_2")
+
+    def build(self, input_shape):
+        # built in the original variable order: attn, ln_1, mlp, ln_2
+        self.attn.build(input_shape)
+        self.ln_1.build(input_shape)
+        self.mlp.build(input_shape)
+        self.ln_2.build(input_shape)
+
+    def call(self, x, seed=None, layout=None, pool=None):
+        """x [batch, sequence, n_embd], or packed [N, n_embd] with its `packing.PackLayout`.
+
+        With `pool` [batch] (positions; no dropout), only the outputs at those positions are
+        computed, [batch, n_embd]: by the causal mask they need the keys and values of the positions
+        before them only. The last block of an evaluation, where only the classifier reads h.
+        """
+        if pool is not None:
+            assert seed is None, "pool: evaluation only (no dropout)"
+            a = self.attn(x, layout=layout, pool=pool)
+            x = _rows_at(x, pool, layout)
+        else:
+            a = self.attn(x, seed=site_seed(seed, 0), layout=layout)
+        n = self.ln_1(x + a)
+        m = self.mlp(n, seed=site_seed(seed, 1), layout=layout)
+        return self.ln_2(n + m)
+
+    def get_config(self):
+        return {**super().get_config(), "cfg": dataclasses.asdict(self.cfg)}
+
+
+@serializable
+class ClfHead(_Layer):
+    """The original `clf(x, ny)`: a dense layer `w` [nx, ny] N(0, 0.02), `b` [ny] zeros."""
+
+    def __init__(self, ny=1, **kwargs):
+        super().__init__(**kwargs)
+        self.ny = ny
+
+    def build(self, input_shape):
+        nx = input_shape[-1]
+        self.w = self.add_weight(name="w", shape=(nx, self.ny), initializer=normal_init())
+        self.b = self.add_weight(name="b", shape=(self.ny,), initializer="zeros")
+
+    def call(self, x):
+        return tf.matmul(x, self.w) + self.b
+
+    def get_config(self):
+        return {**super().get_config(), "ny": self.ny}

@@ -1,0 +1,179 @@
+"""The GPT-1 network: the shared body (`Transformer`) and the model with its two heads.
+
+`TransformerModel(cfg)(X, M, Y)` returns what the original `model(X, M, Y)` returned:
+clf_logits [B, 2], clf_losses [B], lm_losses [2B] for Story Cloze; for any task format, X holds
+K sequences per example ([B, K, T, 2]) and the logits are those of the task's head. The body knows
+nothing of heads; the heads (`gpt1_tf.network.heads`) read its hidden states and its embedding table.
+"""
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from gpt1_tf.network import ops, packing, tokens
+from gpt1_tf.network.config import ModelConfig
+from gpt1_tf.network.heads import LM_HEADS, make_head, pooled
+from gpt1_tf.network.layers import Block, normal_init, site_seed
+
+# dropout sites (folded into the step seed): embedding table, classifier (heads.SITE_CLF), each block
+_SITE_EMBD, _SITE_BLOCK0 = 0, 2
+
+
+def with_positions(ids, cfg):
+    """ids int [B, T] -> X [B, T, 2]: (token id, table row of position t) pairs, as `gpt1_tf.network.tokens` lays them."""
+    B, T = tf.shape(ids)[0], tf.shape(ids)[1]
+    positions = tokens.position_id(cfg.n_vocab, tf.range(T, dtype=ids.dtype), cfg.n_special)  # [T]
+    return tf.stack([ids, tf.broadcast_to(positions[None, :], [B, T])], axis=-1)  # [B, T, 2]
+
+
+def _config_dict(cfg):
+    return {"cfg": dataclasses.asdict(cfg)}
+
+
+@keras.saving.register_keras_serializable("gpt1_tf")
+class Transformer(keras.layers.Layer):
+    """The body: one embedding table `we` [n_vocab + n_special + n_ctx, n_embd], n_layer post-norm blocks.
+
+    `hidden(X, ...)` maps X int [S, T, 2] (token ids, position ids), T <= n_ctx, to hidden states
+    [S, T, n_embd]. Positions come from X[..., 1], so a batch trimmed to its longest sequence gives
+    the same states as the padded one.
+    """
+
+    def __init__(self, cfg, **kwargs):
+        kwargs.setdefault("name", "transformer")
+        super().__init__(**kwargs)
+        self.cfg = cfg if isinstance(cfg, ModelConfig) else ModelConfig(**cfg)
+        self.blocks = [Block(self.cfg, name=f"h{i}") for i in range(self.cfg.n_layer)]
+        for i, block in enumerate(self.blocks):
+            # also as attributes: TF checkpoints then key them .../h0/..., as the original's scopes
+            setattr(self, f"h{i}", block)
+
+    def build(self, input_shape=None):
+        self.create_weights()
+        self.built = True
+
+    def create_weights(self):
+        """`we`, then each block's weights, under the caller's name scope.
+
+        Keras wraps `build` in the layer's own scope; `TransformerModel.build` calls this instead,
+        so the variables read `model/we`, `model/h0/attn/c_attn/w`, ... as the original's.
+        """
+        cfg = self.cfg
+        # a Variable assigned to the layer is tracked as its weight (add_weight would open the scope)
+        self.we = keras.Variable(normal_init()((cfg.n_table, cfg.n_embd)), name="we", dtype="float32")
+        for block in self.blocks:
+            block.build((None, None, cfg.n_embd))
+
+    def params_in_order(self):
+        """we; per layer the 12 block arrays in the original order."""
+        params = [self.we]
+        for block in self.blocks:
+            params += [block.attn.c_attn.w, block.attn.c_attn.b, block.attn.c_proj.w, block.attn.c_proj.b,
+                       block.ln_1.g, block.ln_1.b,
+                       block.mlp.c_fc.w, block.mlp.c_fc.b, block.mlp.c_proj.w, block.mlp.c_proj.b,
+                       block.ln_2.g, block.ln_2.b]
+        return params
+
+    def hidden(self, X, M=None, seed=None, pool=None, packed=False, K=1):
+        """Hidden states [S, T, n_embd] of X [S, T, 2], and the (dropped-out) table `we`.
+
+        `seed` ([2] int) drives every dropout mask (None: no dropout). With `pool` [S] (no
+        dropout), the last block runs at those positions only: h [S, n_embd]. `packed=True` (needs
+        M [S, T]) runs the dense layers on the needed positions only (`gpt1_tf.network.packing`): same
+        states, gradients and dropout masks, fewer FLOPs; the S sequences are examples of K each
+        (consecutive), whose common prefix is computed once.
+        """
+        cfg = self.cfg
+        # embedding dropout on the table itself, as the original: the tied LM head sees it too
+        we = ops.dropout(self.we, cfg.embd_pdrop, site_seed(seed, _SITE_EMBD))
+        if not packed:
+            h = ops.to_dtype(tf.reduce_sum(tf.gather(we, X), 2), cfg.compute_dtype)  # token + position rows
+            return self._blocks(h, seed, pool), we
+        # an example's K sequences share their common prefix when nothing is dropped (seed None)
+        layout = packing.pack_layout(X, M, clf_token=cfg.clf_token, share_prefix=seed is None, K=K)
+        h = ops.to_dtype(packing.embed(we, X, layout), cfg.compute_dtype)  # [N, n_embd]
+        h = self._blocks(h, seed, pool, layout)
+        return (h if pool is not None else packing.unpack(h, layout)), we
+
+    def call(self, X, M=None, seed=None, pool=None, packed=False, K=1):
+        return self.hidden(X, M, seed, pool, packed, K)
+
+    def _blocks(self, h, seed, pool, layout=None):
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            h = block(h, seed=site_seed(seed, _SITE_BLOCK0 + i), layout=layout,
+                      pool=pool if i == last else None)
+        return h
+
+    def get_config(self):
+        return {**super().get_config(), **_config_dict(self.cfg)}
+
+
+@keras.saving.register_keras_serializable("gpt1_tf")
+class TransformerModel(keras.Model):
+    """GPT-1 with two heads: the tied LM head and the classifier of `cfg.task_format` (`gpt1_tf.network.heads`).
+
+    Call with X int [B, K, T, 2] (token ids, position ids of the K sequences of each example), M
+    float [B, K, T], Y [B] (int classes or choices; float scores for a regression head) or None.
+    The default config is the original's: the Story Cloze classifier, K = 2 endings.
+    """
+
+    def __init__(self, cfg, **kwargs):
+        kwargs.setdefault("name", "model")
+        super().__init__(**kwargs)
+        self.cfg = cfg if isinstance(cfg, ModelConfig) else ModelConfig(**cfg)
+        self.transformer = Transformer(self.cfg)
+        self.clf = make_head(self.cfg)
+        self.build()
+
+    def build(self, input_shape=None):
+        self.transformer.create_weights()
+        self.transformer.built = True
+        self.clf.build((None, self.cfg.n_embd))
+        self.built = True
+
+    @property
+    def we(self):
+        return self.transformer.we
+
+    @property
+    def blocks(self):
+        return self.transformer.blocks
+
+    def params_in_order(self):
+        """Variables in the original order: we; per layer the 12 block arrays; clf/w, clf/b."""
+        params = self.transformer.params_in_order() + [self.clf.w, self.clf.b]
+        assert len(params) == self.cfg.n_params_arrays
+        return params
+
+    def call(self, X, M, Y=None, training=False, seed=None, compute_lm=True, lm_head="masked",
+             packed=False, pool_only=False):
+        """Returns (clf_logits [B, K] or [B, n_clf_out], clf_losses [B] or None, lm_losses [B*K] or None).
+
+        `seed` ([2] int32) drives every dropout mask when `training`; without it nothing is dropped.
+        `lm_head="masked"` computes LM logits only at positions the mask counts (same losses as
+        "full", the original's every-position head, which is kept for reference and tests).
+        `packed=True` runs the dense layers on the needed positions only (`gpt1_tf.network.packing`): same
+        outputs, gradients and dropout masks, fewer FLOPs; the Trainer's default.
+        `pool_only=True` (without the LM head and dropout: evaluation) runs the last block at the
+        `_classify_` positions only: same outputs, ~6% fewer FLOPs.
+        """
+        cfg = self.cfg
+        if not training:
+            seed = None
+        K, T = ops.shape_list(X)[1:3]
+        X = tf.reshape(X, [-1, T, 2])  # [B*K, T, 2]
+        M = tf.reshape(M, [-1, T])  # [B*K, T]
+        pool = ops.pool_index(X, cfg.clf_token) if pool_only and not compute_lm and seed is None else None
+        # the body's method, not its __call__: no extra name scope, so the gradient ops keep the
+        # names that order Grappler's sums as in the original (see gpt1_tf.train.trainer)
+        h, we = self.transformer.hidden(X, M, seed, pool, packed, K)
+
+        lm_losses = LM_HEADS[lm_head](h, we, X, M) if compute_lm else None
+        clf_h = h if pool is not None else pooled(h, X, cfg.clf_token)
+        clf_logits = self.clf.logits(clf_h, K, seed)
+        clf_losses = None if Y is None else self.clf.losses(clf_logits, Y)
+        return clf_logits, clf_losses, lm_losses
+
+    def get_config(self):
+        return {**super().get_config(), **_config_dict(self.cfg)}

@@ -1,0 +1,109 @@
+"""Pure tensor helpers (no weights): activations, norm arithmetic, head split/merge, causal mask."""
+import math
+
+import tensorflow as tf
+
+
+def shape_list(x):
+    """Static dimensions where known, dynamic ones otherwise."""
+    static = x.shape.as_list()
+    dynamic = tf.shape(x)
+    return [dynamic[i] if s is None else s for i, s in enumerate(static)]
+
+
+def to_dtype(x, dtype):
+    """x as `dtype`: x itself (no op, no name scope) when it has that dtype already.
+
+    The float32 path must build exactly the graph it built before mixed precision existed:
+    its gradient op names decide the order of Grappler's sums (`gpt1_tf.train.trainer`).
+    """
+    dtype = tf.as_dtype(dtype)
+    if tf.as_dtype(x.dtype) == dtype:
+        return x
+    return tf.cast(x, dtype)
+
+
+def gelu(x):
+    """GELU, tanh approximation as in the original (not the erf form)."""
+    return 0.5 * x * (1 + tf.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * tf.pow(x, 3))))
+
+
+def swish(x):
+    """x * sigmoid(x)."""
+    return x * tf.nn.sigmoid(x)
+
+
+ACT_FNS = {"relu": tf.nn.relu, "swish": swish, "gelu": gelu}
+
+
+def norm_arith(x, g, b, *, e=1e-5, axis=-1):
+    """(x - mean) * rsqrt(var + e) * g + b over `axis`, in the original's order of operations."""
+    u = tf.reduce_mean(x, axis=axis, keepdims=True)
+    s = tf.reduce_mean(tf.square(x - u), axis=axis, keepdims=True)
+    x = (x - u) * tf.math.rsqrt(s + e)
+    return x * g + b
+
+
+def split_states(x, n):
+    """[..., nx] -> [..., n, nx/n]."""
+    x_shape = shape_list(x)
+    m = x_shape[-1]
+    return tf.reshape(x, x_shape[:-1] + [n, m // n])
+
+
+def merge_states(x):
+    """[..., n, d] -> [..., n*d]."""
+    x_shape = shape_list(x)
+    return tf.reshape(x, x_shape[:-2] + [x_shape[-2] * x_shape[-1]])
+
+
+def split_heads(x, n, *, k=False):
+    """[batch, sequence, features] -> [batch, heads, sequence, features/heads] (k: [batch, heads, f/h, sequence])."""
+    if k:
+        return tf.transpose(split_states(x, n), [0, 2, 3, 1])
+    return tf.transpose(split_states(x, n), [0, 2, 1, 3])
+
+
+def merge_heads(x):
+    """[batch, heads, sequence, features/heads] -> [batch, sequence, features]."""
+    return merge_states(tf.transpose(x, [0, 2, 1, 3]))
+
+
+def mask_attn_weights(w, pool=None):
+    """Multiplicative causal mask of the original: w*b + -1e9*(1-b), b the lower triangle.
+
+    With `pool` [S] (one query per sequence, w [S, heads, 1, T]): b is row `pool[s]` of the triangle.
+    """
+    n = shape_list(w)[-1]
+    if pool is None:
+        b = tf.reshape(tf.linalg.band_part(tf.ones([n, n], dtype=w.dtype), -1, 0), [1, 1, n, n])
+    else:
+        b = tf.reshape(tf.cast(tf.range(n)[None, :] <= pool[:, None], w.dtype), [-1, 1, 1, n])
+    return mask_with(w, b)
+
+
+def mask_with(w, b):
+    """The original's multiplicative mask: w where b is 1, -1e9 where it is 0 (b 0/1, broadcast to w)."""
+    return w * b + tf.cast(-1e9, w.dtype) * (1 - b)
+
+
+def pool_index(X, clf_token):
+    """Position of the first `_classify_` token of each sequence X [S, T, 2] (0 if none), [S]."""
+    return tf.cast(tf.argmax(tf.cast(tf.equal(X[:, :, 0], clf_token), tf.float32), 1), tf.int32)
+
+
+def rows_at(x, pool):
+    """Row `pool[s]` of each sequence s of x [S, T, n]: [S, n]."""
+    S, T, n = shape_list(x)
+    return tf.gather(tf.reshape(x, [-1, n]), tf.range(S, dtype=tf.int32) * T + pool)
+
+
+def dropout(x, rate, seed, *, noise_shape=None):
+    """Inverted dropout as tf.nn.dropout, but stateless: `seed` ([2] int) pins the mask exactly.
+
+    A stateless mask makes a run a function of (seed, update): resumable and identical across
+    runs. `seed=None` or rate 0 means no dropout (evaluation).
+    """
+    if seed is None or rate <= 0:
+        return x
+    return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed, noise_shape=noise_shape)

@@ -1,0 +1,359 @@
+"""`python train.py --dataset rocstories ...`: the original fine-tuning procedure on TensorFlow 2, for any task.
+
+`train(args)` reads top to bottom as the original: inputs -> configs -> towers -> model and
+optimizer -> pretrained weights -> epochs of updates with evaluations -> best params ->
+submission -> analysis. The command line is `gpt1_tf.cli.train`, the data `gpt1_tf.data.inputs`,
+checkpoints `gpt1_tf.train.checkpoints`, the log `gpt1_tf.train.logs`, the step `gpt1_tf.train.trainer`, the
+metrics `gpt1_tf.metrics`.
+"""
+import os
+import random
+import sys
+
+import numpy as np
+
+from gpt1_tf.cli import train as cli
+from gpt1_tf.train import checkpoints, logs
+from gpt1_tf.weights import pretrained
+from gpt1_tf.errors import Gpt1Error
+from gpt1_tf.files import FolderLock, atomic_write, check_output_folder
+from gpt1_tf.train.interrupts import EXIT_INTERRUPTED, Interrupted, StopOnInterrupt, interrupted_message
+
+EVAL_UPDATES = (1000, 2000, 4000, 8000, 16000, 32000)  # first-epoch evaluations of the original
+
+
+def train(args):
+    """The whole run (args validated by `cli.validate_args`); raises Gpt1Error on bad input before writing."""
+    from gpt1_tf.runtime import prepare_bfloat16
+    bf16_note = prepare_bfloat16() if args.mixed_precision == "bfloat16" else None  # before TensorFlow starts
+    data, weights, text_encoder = load_inputs(args)
+    train_split, n_batch_train = data.train, args.n_batch * args.n_gpu
+    n_batches = len(train_split.Y) // n_batch_train
+    if n_batches < 1:
+        raise Gpt1Error(f"{len(train_split.Y)} training examples make no full batch of n_batch * n_gpu = {n_batch_train}")
+    model_cfg = cli.model_config(args, n_vocab=len(text_encoder.encoder), n_ctx=data.n_ctx,
+                                 task_format=data.task_format, n_classes=data.n_classes)
+    opt_cfg = cli.opt_config(args, t_total=n_batches * args.n_iter)
+    from gpt1_tf.train.memory import check_memory
+    check_memory(model_cfg, args.n_batch, args.n_gpu, n_seqs=train_split.X.shape[1])
+    run = Run(args, data)  # output locations checked, nothing written yet
+    init = initial_params(args, weights, model_cfg)
+    trainer, towers_note = build_trainer(args, model_cfg, opt_cfg)
+    for p, a in zip(trainer.params, init):
+        p.assign(a)
+    del init, weights  # the pretrained arrays (~0.5 GB each) are in the variables now
+    print(towers_note)
+    if bf16_note and "GPU" not in trainer.strategy.extended.worker_devices[0].upper():
+        print(bf16_note)
+    print(f"{data.task} ({data.task_format}), n_ctx {model_cfg.n_ctx}, {len(train_split.Y)} train / "
+          f"{len(data.valid.Y)} valid / {sum(len(t.X) for t in data.tests)} test examples, "
+          f"{opt_cfg.t_total} updates of {n_batch_train}")
+
+    with run.hold(trainer), StopOnInterrupt() as stop:
+        from sklearn.utils import shuffle
+        from tqdm import tqdm
+        from gpt1_tf.train.trainer import APPLIED
+        from gpt1_tf.data.transforms import iter_data
+        for _ in range(run.n_epochs, args.n_iter):
+            rng_state = np.random.get_state()
+            trX, trM, trY = shuffle(train_split.X, train_split.M, train_split.Y, random_state=np.random.mtrand._rand)
+            bar = tqdm(iter_data(trX, trM, trY, n_batch=n_batch_train, truncate=True), total=n_batches,
+                       desc=f"epoch {run.n_epochs + 1}/{args.n_iter}", ncols=100, leave=False, file=sys.stderr)
+            for position, (xmb, mmb, ymb) in enumerate(bar):
+                if position < run.start_position:
+                    continue
+                result = trainer.train_step(xmb, mmb, ymb, trainer.n_updates)
+                run.record_step(result, bar)
+                n_updates, applied = trainer.n_updates, result.status == APPLIED
+                evaluate = applied and n_updates in EVAL_UPDATES and run.n_epochs == 0
+                stop_now = args.stop_after_updates is not None and n_updates >= args.stop_after_updates
+                if evaluate:
+                    run.evaluate()
+                if evaluate or stop_now or stop.requested or (applied and n_updates % args.save_every == 0):
+                    run.checkpoint(position + 1, rng_state)
+                if stop_now or stop.requested:
+                    bar.close()
+                    return run.stop_early(stop.requested)
+            bar.close()
+            run.end_epoch()
+
+    if args.submit:
+        run.load_best_params()
+        paths = run.predict()
+        for path in paths:
+            print(f"wrote {path}")
+        if args.analysis:
+            from gpt1_tf.train import analysis
+            analysis.analyse(args, data, paths, run.log_path)
+    return trainer
+
+
+def load_inputs(args):
+    """The run's data (`task_inputs.RunData`), the pretrained `Weights` (or None) and the text encoder; nothing written.
+
+    `--model_dir` holds the original's shards or a HuggingFace `openai-gpt` folder, whose
+    config.json must agree with the run's --n_embd, --n_head, --n_layer and --afn.
+    """
+    from gpt1_tf.data import inputs as task_inputs
+    from gpt1_tf.data.text_utils import TextEncoder
+    from gpt1_tf.cli.export import read_pretrained, said_by
+    text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
+    data = task_inputs.load(args, text_encoder)
+    if args.n_transfer < 0 or args.resume:
+        return data, None, text_encoder
+    weights = read_pretrained(args.model_dir)
+    if weights.n_head is not None:  # a HuggingFace folder: its config.json says what the model is
+        from gpt1_tf.weights.convert import check_flags
+        check_flags(weights, said_by(args.model_dir, "hf"), n_embd=args.n_embd, n_head=args.n_head,
+                    n_layer=args.n_layer, afn=args.afn)
+    return data, weights, text_encoder
+
+
+def initial_params(args, weights, model_cfg):
+    """Seed the original's RNGs and build the pretrained arrays for the first variables (or []).
+
+    The special rows are drawn as the original drew them, unless the weights bring trained ones
+    (a HuggingFace double-heads checkpoint).
+    """
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    # the original draws the 3 special rows from the global NumPy RNG whatever n_transfer is
+    special_rows = (np.random.randn(model_cfg.n_special, args.n_embd) * 0.02).astype(np.float32)
+    if weights is None:
+        return []
+    if weights.special_rows is not None:
+        special_rows = weights.special_rows
+    return pretrained.init_from_pretrained(weights.shards, model_cfg, special_rows, args.n_transfer,
+                                           source=args.model_dir)
+
+
+def build_trainer(args, model_cfg, opt_cfg):
+    """Towers, seeds and the Trainer; returns it with the line that says how the towers run."""
+    from gpt1_tf.runtime import quiet_tensorflow, tune_malloc
+    with quiet_tensorflow():  # logical devices must be configured before TensorFlow initialises them
+        from gpt1_tf.train.devices import make_strategy, setup_towers
+        devices, towers_note = setup_towers(args.n_gpu)
+        import keras
+        import tensorflow as tf
+        strategy = make_strategy(devices)
+    from gpt1_tf.train.trainer import Trainer
+    if args.deterministic or not (tf.config.list_physical_devices("GPU") or args.exact):
+        # same seed -> same run: always on CPU (cheap there), on request on GPUs. Not with --exact on
+        # CPU: determinism swaps in other kernels (e.g. for sparse softmax cross-entropy) whose float
+        # path is not the original's; --exact's own CPU kernels are deterministic already.
+        tf.config.experimental.enable_op_determinism()
+    tf.random.set_seed(args.seed)
+    state = np.random.get_state()
+    keras.utils.set_random_seed(args.seed)  # initialisers of a fresh model
+    np.random.set_state(state)  # ... without touching the NumPy stream the original uses
+    if not args.exact:
+        tune_malloc()
+    trainer = Trainer(model_cfg, opt_cfg, cli.step_config(args), strategy=strategy, lm_coef=args.lm_coef,
+                      seed=args.seed, n_towers=args.n_gpu)
+    return trainer, towers_note
+
+
+class Run(logs.HeldRun):
+    """The outputs of one run: log, TensorBoard, checkpoints, best params, submission; and the loop's state."""
+
+    def __init__(self, args, data):
+        self.args, self.data = args, data
+        self.n_batch_train = args.n_batch * args.n_gpu
+        run_dir = os.path.join(args.save_dir, args.desc)
+        self.params_path = os.path.join(run_dir, "best_params.jl")
+        self.log_path = os.path.join(args.log_dir, f"{args.desc}.jsonl")
+        self.submission_paths = [os.path.join(args.submission_dir, t.submission) for t in data.tests]
+        self.tensorboard_dir = os.path.join(args.log_dir, args.desc)
+        for path, flag in ((run_dir, "--save_dir"), (self.tensorboard_dir, "--log_dir")) + (
+                ((args.submission_dir, "--submission_dir"),) if args.submit else ()):
+            check_output_folder(path, flag)
+        for path in (self.log_path, self.params_path, *self.submission_paths):
+            if os.path.isdir(path):
+                raise Gpt1Error(f"{path}: is a folder; the run writes a file there")
+        self.lock = FolderLock(run_dir)
+        self.n_epochs, self.best_score, self.n_skipped, self.start_position = 0, 0.0, 0, 0
+        self.last_scores = {}  # the latest evaluation's validation scores, for the progress bar
+
+    def hold(self, trainer):
+        """Lock the run folder, then resume from the newest checkpoint (--resume) or start afresh."""
+        self.trainer = trainer
+        self.lock.acquire()
+        try:
+            self._start()
+        except BaseException:
+            self.lock.release()
+            raise
+        return self
+
+    def _start(self):
+        import tensorflow as tf
+        args, trainer = self.args, self.trainer
+        parts = dict(model=trainer.model, optimizer=trainer.optimizer)
+        if trainer.loss_scale is not None:
+            parts["loss_scale"] = trainer.loss_scale
+        self.checkpointer = checkpoints.Checkpointer(
+            os.path.join(args.save_dir, args.desc, "checkpoints"), parts, checkpoints.run_flags(args),
+            n_updates_fn=lambda: trainer.n_updates)
+        state = self.checkpointer.restore_latest() if args.resume else None
+        if args.resume and state is None:
+            if args.n_transfer >= 0:
+                raise Gpt1Error("--resume found no checkpoint and the pretrained weights were not loaded; "
+                                "run again without --resume")
+            print("no checkpoint to resume from: starting a new run", file=sys.stderr)
+        self.remove_stale_temp_files()
+        if state is not None:
+            self.logger = logs.ResultLogger(self.log_path, lines=state["log_lines"])
+            np.random.set_state(checkpoints.rng_from_json(state["rng_state"]))
+            self.n_epochs, self.best_score = state["n_epochs"], state["best_score"]
+            self.start_position, self.n_skipped = state["position"], state.get("n_skipped", 0)
+            print(f"resumed at update {state['n_updates']} (epoch {state['n_epochs']}, batch {self.start_position})")
+        else:
+            self.checkpointer.start_fresh()
+            self.logger = logs.ResultLogger(self.log_path, **vars(args))
+            if args.submit:
+                self.save_params()
+        self.writer = tf.summary.create_file_writer(self.tensorboard_dir)
+
+    def record_step(self, result, bar):
+        """Log what became of a step: an update (TensorBoard), a skipped one, or stop on a divergence."""
+        import tensorflow as tf
+        from tqdm import tqdm
+        from gpt1_tf.train.trainer import LOSS_SCALE_OVERFLOW, NONFINITE
+        n_update = self.trainer.n_updates
+        if result.status == LOSS_SCALE_OVERFLOW:  # float16 loss scaling: skipped, scale halved
+            self.logger.loss_scale_overflow(n_epochs=self.n_epochs, n_updates=n_update,
+                                            loss_scale=self.trainer.loss_scale.value())
+        elif result.status == NONFINITE:
+            if self.args.nan_policy == "stop":
+                raise Gpt1Error(f"non-finite loss ({result.loss}) or gradient norm ({result.norm}) at update "
+                                f"{n_update + 1}; stopped. Last checkpoint and best params are kept; "
+                                "lower --lr or use --nan_policy skip")
+            self.n_skipped += 1
+            self.logger.skipped_update(n_epochs=self.n_epochs, n_updates=n_update, n_skipped=self.n_skipped)
+            tqdm.write(f"warning: non-finite loss or gradient norm at update {n_update + 1}: skipped "
+                       f"({self.n_skipped} so far)", file=sys.stderr)
+        else:
+            bar.set_postfix(loss=f"{result.loss:.3f}", **self.last_scores)
+            with self.writer.as_default(step=n_update):
+                tf.summary.scalar("train_clf_loss", result.loss)
+                tf.summary.scalar("learning_rate", result.lr)
+
+    def evaluate(self):
+        """The original `log()`: costs and metrics of train[:n_valid] and valid; best params on improvement.
+
+        Story Cloze logs the original's record (tr_cost, va_cost, tr_acc, va_acc); another task logs
+        tr_/va_ of each of its metrics, and the cost and metrics of its further dev splits.
+        """
+        from tqdm import tqdm
+        d, names = self.data, self.data.metrics
+        n = len(d.valid.Y)
+        tr_cost, tr_scores = self.score_split(d.train, n, "eval train")
+        va_cost, va_scores = self.score_split(d.valid, n, "eval valid")
+        record = dict(n_epochs=self.n_epochs, n_updates=self.trainer.n_updates, tr_cost=tr_cost, va_cost=va_cost)
+        for name in names:
+            record[f"tr_{name}"], record[f"va_{name}"] = tr_scores[name], va_scores[name]
+        record.update({f"va_{k}": v for k, v in va_scores.items() if k not in names})  # by group (RACE)
+        for split in d.extra_valid:
+            cost, scores = self.score_split(split, len(split.Y), f"eval {split.name}")
+            record[f"{split.name}_cost"] = cost
+            record.update({f"{split.name}_{k}": v for k, v in scores.items()})
+        self.logger.evaluation(**record)
+        line = "%d %d %.3f %.3f" % (record["n_epochs"], record["n_updates"], tr_cost, va_cost)
+        line += "".join(" %.2f %.2f" % (tr_scores[name], va_scores[name]) for name in names)
+        extra = [f"{k} {v:.2f}" for k, v in record.items() if k not in logs.ORIGINAL_KEYS and k[3:] not in names]
+        tqdm.write(line + ("  (" + ", ".join(extra) + ")" if extra else ""))
+        self.write_scalars(record)
+        self.last_scores = {f"va_{name}": f"{va_scores[name]:.2f}" for name in names}
+        score = va_scores[names[0]]  # the task's own metric decides
+        if self.args.submit and score > self.best_score:
+            self.best_score = score
+            self.save_params()
+
+    def score_split(self, split, n, desc):
+        """(mean clf cost, {metric: value}) of the first n rows of a split; by group too where it has groups."""
+        from gpt1_tf import metrics
+        from gpt1_tf.train.evaluate import iter_apply
+        logits, cost = iter_apply(self.trainer, split.X[:n], split.M[:n], split.Y[:n],
+                                  n_batch=self.n_batch_train, desc=desc)
+        preds, y = metrics.predictions(logits, self.data.regression), split.Y[:n]
+        scores = metrics.scores(self.data.metrics, y, preds)
+        if split.groups is not None:
+            for group in dict.fromkeys(split.groups[:n]):  # in file order: RACE-m, then RACE-h
+                at = split.groups[:n] == group
+                scores.update({f"{group}_{k}": v for k, v in metrics.scores(self.data.metrics, y[at], preds[at]).items()})
+        return cost / len(y), scores
+
+    def write_scalars(self, record):
+        import tensorflow as tf
+        with self.writer.as_default(step=record["n_updates"]):
+            for k, v in record.items():
+                if k not in ("n_epochs", "n_updates"):
+                    tf.summary.scalar(k, v)
+
+    def checkpoint(self, position, rng_state):
+        self.checkpointer.write(dict(
+            n_updates=self.trainer.n_updates, n_epochs=self.n_epochs, position=position, best_score=self.best_score,
+            n_skipped=self.n_skipped, rng_state=checkpoints.rng_to_json(rng_state), log_lines=self.logger.lines))
+
+    def end_epoch(self):
+        self.start_position = 0
+        self.n_epochs += 1
+        self.evaluate()
+        self.checkpoint(0, np.random.get_state())
+
+    def stop_early(self, interrupted):
+        n = self.trainer.n_updates
+        if interrupted:
+            raise Interrupted(n)
+        print(f"stopped after update {n} (--stop_after_updates); continue with --resume")
+        return self.trainer
+
+    def save_params(self):
+        # views, not copies: writing the file adds no memory at the run's peak
+        model = self.trainer.model
+        pretrained.save_params(self.params_path, pretrained.get_params(model, copy=False), model.cfg)
+
+    def load_best_params(self):
+        pretrained.restore_params(self.trainer.model, self.params_path)
+
+    def predict(self):
+        """Write each test split's predictions (`index\tprediction`, labels as the benchmark spells them)."""
+        from gpt1_tf import metrics
+        from gpt1_tf.train.evaluate import iter_predict
+        d = self.data
+        for split, path in zip(d.tests, self.submission_paths):
+            logits = iter_predict(self.trainer, split.X, split.M, n_batch=self.n_batch_train,
+                                  desc=f"predict {split.name}")
+            predictions = metrics.predictions(logits, d.regression)
+            values = [f"{p:.3f}" for p in predictions] if d.regression else [d.labels[p] for p in predictions]
+            text = "index\tprediction\n" + "".join(f"{i}\t{v}\n" for i, v in zip(split.index, values))
+            atomic_write(path, lambda f, text=text: f.write(text.encode()))
+        return self.submission_paths
+
+    def remove_stale_temp_files(self):
+        """`.tmp` files a killed atomic write left next to this run's outputs (never read)."""
+        for path in (self.log_path, self.params_path, pretrained.head_path(self.params_path), *self.submission_paths):
+            directory, base = os.path.split(path)
+            if os.path.isdir(directory or "."):
+                for name in os.listdir(directory or "."):
+                    if name.startswith(f".{base}.") and name.endswith(".tmp"):
+                        os.unlink(os.path.join(directory, name))
+
+
+def main(argv=None):
+    """`train.py`'s entry point: one-line errors and a non-zero exit, no traceback, for bad input."""
+    args = cli.build_parser().parse_args(argv)
+    try:
+        cli.validate_args(args)
+        train(args)
+    except Gpt1Error as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except Interrupted as stop:
+        print(stop, file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print(interrupted_message(os.path.join(args.save_dir, args.desc or args.dataset or "", "checkpoints")),
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0

@@ -1,0 +1,6 @@
+"""GPT-1's weights in and out of every format.
+
+pretrained: the arrays in the original's order (get/set/check), OpenAI's shards and
+`best_params.jl`; convert: `Weights`, the format-free form, and its checks against a run's
+flags; hf: HuggingFace `openai-gpt` folders; saved_model: TensorFlow SavedModels for serving.
+"""
