@@ -26,5 +26,5 @@ setup(
         "safetensors",  # HuggingFace checkpoints in and out, through its NumPy API (no torch)
     ],
     extras_require={"test": ["pytest", "hypothesis"]},
-    entry_points={"console_scripts": ["gpt1-train=gpt1_tf.train.finetune:main", "gpt1-export=gpt1_tf.cli.export:main"]},
+    entry_points={"console_scripts": ["gpt1-train=gpt1_tf.cli.train:main", "gpt1-export=gpt1_tf.cli.export:main"]},
 )

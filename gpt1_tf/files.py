@@ -1,7 +1,12 @@
-"""File helpers shared by the readers and writers: strict UTF-8 reads, atomic writes, a folder lock. No TensorFlow."""
+"""File helpers shared by the readers and writers: strict UTF-8 reads, CSV records with their lines, atomic writes, a folder lock.
+
+No TensorFlow.
+"""
 import contextlib
+import csv
 import errno
 import fcntl
+import io
 import os
 import secrets
 import shutil
@@ -88,6 +93,27 @@ def read_text(path, what, *, missing=None, bom=False):
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise DataError(path, f"not valid UTF-8 (byte 0x{raw[err.start]:02x})", line) from None
+
+
+def csv_rows(path, text):
+    """Yield (first line, row) for each non-blank CSV record; a malformed record raises DataError."""
+    # strict: an unterminated quote (a truncated file) raises instead of silently closing the field.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    start = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            problem = str(err)
+            if "unexpected end of data" in problem:
+                problem = "unterminated quoted field (is the file truncated?)"
+            raise DataError(path, f"malformed CSV: {problem}", start) from None
+        # A blank line (a trailing newline, say) is no record: skip it, but count its line.
+        if row:
+            yield start, row
+        start = reader.line_num + 1
 
 
 def check_output_folder(path, flag, shown=None):

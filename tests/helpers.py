@@ -106,15 +106,15 @@ def ctrl_c_after_first_update(test, program, args, cwd, env=None, timeout=300):
 
 
 def run_main_in(root, args):
-    """finetune.main(args) in this process with cwd = root; (exit code, stderr lines without progress bars)."""
+    """train.py's main(args) in this process with cwd = root; (exit code, stderr lines without progress bars)."""
     import contextlib
     import io
-    from gpt1_tf.train import finetune
+    from gpt1_tf.cli import train as train_cli
     cwd, err = os.getcwd(), io.StringIO()
     os.chdir(root)
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            code = finetune.main(args)
+            code = train_cli.main(args)
     finally:
         os.chdir(cwd)
     lines = [l.strip() for l in err.getvalue().replace("\r", "\n").splitlines()]

@@ -1,7 +1,7 @@
 """Test-only launcher: `python tests/launch_train.py [train.py flags]` is train.py with a fault injected.
 
 The library holds no test hooks: this script wraps library functions from outside, then runs
-`gpt1_tf.train.finetune.main`. GPT1_TF_TEST_KILL_AT=<point>:<k> makes the process SIGKILL itself the k-th
+`gpt1_tf.cli.train.main`. GPT1_TF_TEST_KILL_AT=<point>:<k> makes the process SIGKILL itself the k-th
 time it reaches <point>:
 
   tf_written   after a checkpoint's TF files, before its JSON sidecar (Checkpointer._write_sidecar)
@@ -74,4 +74,5 @@ if __name__ == "__main__":
     spec = os.environ.get("GPT1_TF_TEST_KILL_AT")
     if spec:
         install(Killer(spec))
-    sys.exit(finetune.main())
+    from gpt1_tf.cli.train import main  # noqa: E402
+    sys.exit(main())

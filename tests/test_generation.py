@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from helpers import FIXTURES, N_CTX, N_VOCAB, randomised
 from gpt1_tf.cli import export, generate
+from gpt1_tf.weights import formats
 from gpt1_tf.network import tokens
 from gpt1_tf.weights import pretrained
 from gpt1_tf.network.config import ModelConfig, Sampling
@@ -285,7 +286,7 @@ class GenerateCliTest(tf.test.TestCase):
                 self.assertNotIn("n_transfer", result[2])
         # train.py's --model_dir keeps its own
         with self.assertRaisesRegex(Exception, "--n_transfer -1 to train from scratch$"):
-            export.read_pretrained("/nonexistent/model")
+            formats.read_pretrained("/nonexistent/model")
 
     def test_a_params_file_without_its_head_file(self):
         # the original's best_params.jl (ROCStories, multiple choice) never had a head file: it loads;

@@ -189,12 +189,13 @@ class TrainFromHfTest(tf.test.TestCase):
     """train.py --model_dir takes an HF folder: the same initial arrays as the same weights as shards."""
 
     def test_initial_params_equal_those_from_shards(self):
-        from argparse import Namespace
+        from gpt1_tf.cli import train as train_cli
         from gpt1_tf.train.finetune import initial_params
         tmp = tempfile.mkdtemp()
         self.assertEqual(run_export(BARE, "--to", "shards", "--out", f"{tmp}/shards")[0], 0)
         cfg = ModelConfig(n_vocab=N_VOCAB, n_ctx=30, **TINY)
-        args = Namespace(seed=3, n_embd=32, n_transfer=12, model_dir="m")
+        args = train_cli.run_config(train_cli.build_parser().parse_args(
+            ["--dataset", "rocstories", "--desc", "x", "--seed", "3", "--n_embd", "32", "--model_dir", "m"]))
         from_hf = initial_params(args, read_pretrained(BARE), cfg)
         from_shards = initial_params(args, read_pretrained(f"{tmp}/shards"), cfg)
         self.assertLen(from_hf, 1 + 24)

@@ -22,6 +22,7 @@ import tensorflow as tf
 from cluster import finish, kill, start_workers, wait_for_line
 from helpers import REPO, ctrl_c_after_first_update, run_train
 from gpt1_tf.cli import pretrain
+from gpt1_tf.train import pretraining
 from gpt1_tf.data import corpus
 from gpt1_tf.weights import pretrained
 from gpt1_tf.errors import DataError
@@ -238,8 +239,9 @@ class ClusterTest(tf.test.TestCase):
             "import sys, tensorflow as tf\n"
             "cpu = tf.config.list_physical_devices('CPU')[0]\n"
             "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
-            "from gpt1_tf import pretrain, pretraining\n"
-            "pretraining.make_strategy = lambda *a: tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])\n"
+            "from gpt1_tf.cli import pretrain\n"
+            "from gpt1_tf.train import cluster\n"
+            "cluster.cluster_strategy = lambda *a: tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])\n"
             "sys.exit(pretrain.main(sys.argv[1:]))\n")
         import subprocess
         import sys
@@ -342,7 +344,7 @@ class OutputsTest(tf.test.TestCase):
         for _ in range(2):  # the second run replaces the first one's shards
             code, _, err = self.run_in("--out", out)
             self.assertEqual(code, 0, err)
-        self.assertCountEqual(os.listdir(out), pretrain.OUT_FILES)
+        self.assertCountEqual(os.listdir(out), pretraining.OUT_FILES)
         self.assertEqual(len(pretrained.load_shards(out)), 2 + 12)
         # the run's own folder (checkpoints, token cache), and shards that pretrain.py did not write
         # (OpenAI's downloaded weights, say): refused, untouched
@@ -450,7 +452,7 @@ class FlagsTest(tf.test.TestCase):
     def test_bad_cluster_specs_name_the_address(self):
         import socket
         from gpt1_tf.errors import Gpt1Error
-        from gpt1_tf.train.pretraining import cluster_of, wait_for_cluster
+        from gpt1_tf.train.cluster import cluster_of, wait_for_cluster
 
         def spec(*addresses):
             return json.dumps({"cluster": {"worker": list(addresses)}, "task": {"type": "worker", "index": 0}})

@@ -11,10 +11,10 @@ is `gpt1_tf.lm.generation`.
 import argparse
 import math
 import sys
-from types import SimpleNamespace
 
-from gpt1_tf.network.config import ACTIVATIONS, Sampling
+from gpt1_tf.cli.common import check_finite_floats, exits
 from gpt1_tf.errors import DataError, Gpt1Error
+from gpt1_tf.network.config import ACTIVATIONS, Sampling
 
 WEIGHTS_ADVICE = "or give --model_dir the folder that holds them, or --params a fine-tuned best_params.jl"
 
@@ -46,8 +46,7 @@ def build_parser():
 
 
 def validate(args):
-    from gpt1_tf.cli import train as cli
-    cli.check_finite_floats(build_parser(), args)
+    check_finite_floats(build_parser(), args)
     for name in ("length", "n_samples"):
         if getattr(args, name) < 1:
             raise Gpt1Error(f"--{name} must be at least 1, got {getattr(args, name)}")
@@ -58,15 +57,15 @@ def validate(args):
 
 def load_model(args):
     """The TransformerModel of --model_dir or --params (all the positions the weights have, at most 512)."""
-    from gpt1_tf.cli import export
-    spec = SimpleNamespace(source=args.params or args.model_dir, n_head=args.n_head, afn=args.afn, n_embd=None,
-                           n_layer=None, n_ctx=None)
+    from gpt1_tf.weights import formats
+    from gpt1_tf.weights.convert import with_flags
     if args.params is None:  # shards or HF; a missing folder gets the weights help, not a format list
-        weights = export.with_flags(export.read_pretrained(args.model_dir, WEIGHTS_ADVICE),
-                                    export.said_by(args.model_dir, export.kind_of(args.model_dir)), spec)
+        said = formats.said_by(args.model_dir, formats.kind_of(args.model_dir))
+        weights = with_flags(formats.read_pretrained(args.model_dir, WEIGHTS_ADVICE), said, n_head=args.n_head,
+                             afn=args.afn)
     else:
-        weights = export.read_source(spec)
-    return export.build_model(weights, spec)
+        weights = formats.read(args.params, n_head=args.n_head, afn=args.afn)
+    return formats.build_model(weights, source=args.params or args.model_dir)
 
 
 def run_generate(args, model, sampling, text_encoder):
@@ -100,25 +99,21 @@ def run_score(args, model, text_encoder):
         print(f"{path}\ttokens {len(ids)}\tloss {loss:.4f}\tperplexity {math.exp(loss):.2f}")
 
 
+@exits
 def main(argv=None):
     args = build_parser().parse_args(argv)
     from gpt1_tf.runtime import quiet_tensorflow
-    try:
-        sampling = validate(args)
-        with quiet_tensorflow():
-            import tensorflow as tf
-            tf.config.list_logical_devices()
-        from gpt1_tf.data.text_utils import TextEncoder
-        text_encoder = TextEncoder()
-        model = load_model(args)
-        if args.score:
-            run_score(args, model, text_encoder)
-        else:
-            run_generate(args, model, sampling, text_encoder)
-    except Gpt1Error as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    sampling = validate(args)
+    with quiet_tensorflow():
+        import tensorflow as tf
+        tf.config.list_logical_devices()
+    from gpt1_tf.data.text_utils import TextEncoder
+    text_encoder = TextEncoder()
+    model = load_model(args)
+    if args.score:
+        run_score(args, model, text_encoder)
+    else:
+        run_generate(args, model, sampling, text_encoder)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,21 @@
-"""The `train.py` command line: the original's flags, their validation, and the configs they make.
+"""`python train.py --dataset rocstories ...`: the original's flags, their validation, the configs they make, `main`.
 
-The only module that reads argparse (`gpt1_tf.train.finetune.main` is the entry point that uses it). Defaults and choices come from `gpt1_tf.network.config`; each
-config object validates its own fields, and this module adds the rules about the run itself.
+The model and optimizer flags are `gpt1_tf.cli.common`'s (defaults from `gpt1_tf.network.config`);
+each config object validates its own fields, and this module adds the rules about the run itself.
+`run_config` turns the checked flags into the `RunConfig` that `gpt1_tf.train.finetune.train` runs.
 """
 import argparse
-import math
+import dataclasses
+import os
+import sys
 
-from gpt1_tf.network.config import (ACTIVATIONS, COMPUTE_DTYPES, LR_SCHEDULES, MIN_N_CTX, TASK_FORMATS, ModelConfig,
-                            OptConfig, StepConfig, check_compatible)
-from gpt1_tf.errors import Gpt1Error
+from gpt1_tf.cli.common import add_flags, check_finite_floats, exits
 from gpt1_tf.data.tasks import TASKS
+from gpt1_tf.errors import Gpt1Error
+from gpt1_tf.network.config import COMPUTE_DTYPES, MIN_N_CTX, TASK_FORMATS, ModelConfig, OptConfig, StepConfig, check_compatible
 
 DATASETS = ("rocstories", *TASKS, "generic")
 NAN_POLICIES = ("stop", "skip")
-MODEL, OPT = ModelConfig(), OptConfig()
 MAX_SEED = 2 ** 32 - 1  # NumPy's seed range
 
 
@@ -33,31 +35,15 @@ def build_parser():
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--n_iter", type=int, default=3, help="epochs")
     p.add_argument("--n_batch", type=int, default=8, help="examples per tower")
-    p.add_argument("--max_grad_norm", type=float, default=OPT.max_grad_norm)
-    p.add_argument("--lr", type=float, default=OPT.lr)
-    p.add_argument("--lr_warmup", type=float, default=OPT.lr_warmup)
-    p.add_argument("--n_ctx", type=int, default=MODEL.n_ctx)
-    p.add_argument("--n_embd", type=int, default=MODEL.n_embd)
-    p.add_argument("--n_head", type=int, default=MODEL.n_head)
-    p.add_argument("--n_layer", type=int, default=MODEL.n_layer)
-    p.add_argument("--embd_pdrop", type=float, default=MODEL.embd_pdrop)
-    p.add_argument("--attn_pdrop", type=float, default=MODEL.attn_pdrop)
-    p.add_argument("--resid_pdrop", type=float, default=MODEL.resid_pdrop)
-    p.add_argument("--clf_pdrop", type=float, default=MODEL.clf_pdrop)
-    p.add_argument("--l2", type=float, default=OPT.l2)
-    p.add_argument("--vector_l2", action="store_true")
+    add_flags(p, "max_grad_norm", "lr", "lr_warmup", "n_ctx", "n_embd", "n_head", "n_layer", "embd_pdrop",
+              "attn_pdrop", "resid_pdrop", "clf_pdrop", "l2", "vector_l2")
     p.add_argument("--n_gpu", type=int, default=4, help="towers; the global batch is n_batch * n_gpu (one tower per GPU; with fewer GPUs, in "
                         "sequence on one device, gradients averaged)")
     p.add_argument("--opt", type=str, default="adam", choices=["adam"])
-    p.add_argument("--afn", type=str, default=MODEL.afn, choices=ACTIVATIONS)
-    p.add_argument("--lr_schedule", type=str, default=OPT.lr_schedule, choices=LR_SCHEDULES)
-    p.add_argument("--encoder_path", type=str, default=None, help="default: the packaged encoder_bpe_40000.json")
-    p.add_argument("--bpe_path", type=str, default=None, help="default: the packaged vocab_40000.bpe")
+    add_flags(p, "afn", "lr_schedule", "encoder_path", "bpe_path")
     p.add_argument("--n_transfer", type=int, default=12, help="pretrained layers to load; -1: train from scratch")
     p.add_argument("--lm_coef", type=float, default=0.5)
-    p.add_argument("--b1", type=float, default=OPT.b1)
-    p.add_argument("--b2", type=float, default=OPT.b2)
-    p.add_argument("--e", type=float, default=OPT.e)
+    add_flags(p, "b1", "b2", "e")
     # --- added ---
     p.add_argument("--model_dir", type=str, default="model/", help="the pretrained weights: OpenAI's params_*.npy + params_shapes.json, or a HuggingFace "
                         "openai-gpt folder (config.json + model.safetensors)")
@@ -95,14 +81,6 @@ def build_parser():
     return p
 
 
-def check_finite_floats(parser, args):
-    """Refuse NaN and infinity in every float flag of a program's `parser` (Python's float() takes 'nan', 'inf')."""
-    for action in parser._actions:
-        value = getattr(args, action.dest, None)
-        if action.type is float and value is not None and not math.isfinite(value):
-            raise Gpt1Error(f"{action.option_strings[0]} must be a finite number, got {value}")
-
-
 def _names(value):
     names = [v.strip() for v in value.split(",")]
     if not all(names):
@@ -110,15 +88,16 @@ def _names(value):
     return names
 
 
-def model_config(args, *, n_vocab=MODEL.n_vocab, n_ctx=None, task_format="multiple_choice", n_classes=0):
-    return ModelConfig(n_vocab=n_vocab, n_ctx=args.n_ctx if n_ctx is None else n_ctx, n_embd=args.n_embd,
-                       n_head=args.n_head, n_layer=args.n_layer, afn=args.afn, embd_pdrop=args.embd_pdrop,
-                       attn_pdrop=args.attn_pdrop, resid_pdrop=args.resid_pdrop, clf_pdrop=args.clf_pdrop,
-                       compute_dtype=args.mixed_precision or "float32", task_format=task_format, n_classes=n_classes)
+def model_config(args):
+    """The network of the flags; the run sets n_vocab, n_ctx and the head from its data."""
+    return ModelConfig(n_ctx=args.n_ctx, n_embd=args.n_embd, n_head=args.n_head, n_layer=args.n_layer, afn=args.afn,
+                       embd_pdrop=args.embd_pdrop, attn_pdrop=args.attn_pdrop, resid_pdrop=args.resid_pdrop,
+                       clf_pdrop=args.clf_pdrop, compute_dtype=args.mixed_precision or "float32")
 
 
-def opt_config(args, *, t_total=1):
-    return OptConfig(lr=args.lr, lr_schedule=args.lr_schedule, lr_warmup=args.lr_warmup, t_total=t_total,
+def opt_config(args):
+    """The optimizer of the flags; the run sets t_total from its data."""
+    return OptConfig(lr=args.lr, lr_schedule=args.lr_schedule, lr_warmup=args.lr_warmup,
                      b1=args.b1, b2=args.b2, e=args.e, l2=args.l2, vector_l2=args.vector_l2,
                      max_grad_norm=args.max_grad_norm)
 
@@ -173,3 +152,34 @@ def validate_args(args):
     opt_config(args)
     if args.desc is None:
         args.desc = args.dataset
+
+
+def data_config(args):
+    from gpt1_tf.data.inputs import DataConfig
+    return DataConfig(dataset=args.dataset, data_dir=args.data_dir, n_valid=args.n_valid, n_ctx=args.n_ctx,
+                      submit=args.submit, desc=args.desc, task_format=args.task_format,
+                      text_columns=args.text_columns, choice_columns=args.choice_columns,
+                      label_column=args.label_column, labels=args.labels)
+
+
+def run_config(args):
+    """The RunConfig of checked flags (`validate_args` first)."""
+    from gpt1_tf.train.finetune import RunConfig
+    run_fields = {f.name for f in dataclasses.fields(RunConfig)} - {"model", "opt", "step", "data", "command_line"}
+    return RunConfig(model=model_config(args), opt=opt_config(args), step=step_config(args), data=data_config(args),
+                     command_line=dict(vars(args)), **{name: getattr(args, name) for name in run_fields})
+
+
+@exits
+def main(argv=None):
+    """`train.py`'s entry point: one-line errors and a non-zero exit, no traceback, for bad input."""
+    args = build_parser().parse_args(argv)
+    try:
+        validate_args(args)
+        from gpt1_tf.train.finetune import train
+        train(run_config(args))
+    except KeyboardInterrupt:  # before the run's own Ctrl-C handling is in place (or a second Ctrl-C)
+        from gpt1_tf.train.interrupts import EXIT_INTERRUPTED, interrupted_message
+        print(interrupted_message(os.path.join(args.save_dir, args.desc or args.dataset or "", "checkpoints")),
+              file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,6 +1,6 @@
 """What a fine-tuning run reads: its dataset's splits as model arrays, and the task's shape.
 
-`load(args, text_encoder)` gives a `RunData`: Story Cloze through the original's path
+`load(cfg, text_encoder)` (a `DataConfig`) gives a `RunData`: Story Cloze through the original's path
 (`gpt1_tf.data.rocstories.rocstories`, `transforms.transform_roc`), any other task through its reader
 (`gpt1_tf.data.tasks`: files -> examples) and the paper's input transformation
 (`transforms.transform_task`: examples -> X, M). The validation split is the dataset's own dev
@@ -12,13 +12,33 @@ import os
 import numpy as np
 
 from gpt1_tf import metrics
-from gpt1_tf.data import tasks as task_data, transforms
+from gpt1_tf.data import tasks, transforms
 from gpt1_tf.errors import DataError
 
 ROCSTORIES_SUBMISSION = "ROCStories.tsv"
-SUBMISSIONS = {"snli": "SNLI.tsv", "scitail": "SciTail.tsv", "race": "RACE.tsv"}  # GLUE's: task_data.TASKS
+SUBMISSIONS = {"snli": "SNLI.tsv", "scitail": "SciTail.tsv", "race": "RACE.tsv"}  # GLUE's: tasks.TASKS
 GENERIC_SPLITS = ("train", "dev", "test")
 GENERIC_TYPES = (".csv", ".tsv", ".jsonl")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """What a run reads, as train.py's flags say it (checked by `gpt1_tf.cli.train`).
+
+    n_ctx: the --n_ctx cap on the context (the data may need less); desc: the run's name, which a
+    generic dataset's submission takes. The rest is a generic dataset's (--task_format, ...).
+    """
+    dataset: str
+    data_dir: str
+    n_valid: int = 374
+    n_ctx: int = 512
+    submit: bool = False
+    desc: str = None
+    task_format: str = None
+    text_columns: tuple = None
+    choice_columns: tuple = None
+    label_column: str = "label"
+    labels: tuple = None
 
 
 @dataclasses.dataclass
@@ -59,22 +79,22 @@ class RunData:
         return metrics.metric_names(self.task, self.regression)
 
 
-def load(args, text_encoder):
-    """The run's data, read, encoded and transformed; nothing written."""
-    if args.dataset == "rocstories":
-        return load_rocstories(args, text_encoder)
-    return load_task(args, text_encoder)
+def load(cfg, text_encoder):
+    """The run's data (`cfg` a DataConfig), read, encoded and transformed; nothing written."""
+    if cfg.dataset == "rocstories":
+        return load_rocstories(cfg, text_encoder)
+    return load_task(cfg, text_encoder)
 
 
-def load_rocstories(args, text_encoder):
+def load_rocstories(cfg, text_encoder):
     """Story Cloze, as the original: train and valid from the val file, the test file to predict."""
-    from gpt1_tf.data import rocstories as datasets
-    splits = datasets.rocstories(args.data_dir, n_valid=args.n_valid)
+    from gpt1_tf.data import rocstories
+    splits = rocstories.rocstories(cfg.data_dir, n_valid=cfg.n_valid)
     (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3) = transforms.encode_dataset(
         splits, encoder=text_encoder, verbose=True)
     n_vocab = len(text_encoder.encoder)
-    max_len = transforms.max_len_for(args.n_ctx)
-    n_ctx = transforms.compute_n_ctx([(trX1, trX2, trX3), (vaX1, vaX2, vaX3), (teX1, teX2, teX3)], args.n_ctx)
+    max_len = transforms.max_len_for(cfg.n_ctx)
+    n_ctx = transforms.compute_n_ctx([(trX1, trX2, trX3), (vaX1, vaX2, vaX3), (teX1, teX2, teX3)], cfg.n_ctx)
 
     def split(name, X1, X2, X3, Y=None, submission=None):
         X, M = transforms.transform_roc(X1, X2, X3, n_ctx=n_ctx, max_len=max_len, n_vocab=n_vocab)
@@ -85,14 +105,14 @@ def load_rocstories(args, text_encoder):
                    [split("test", teX1, teX2, teX3, submission=ROCSTORIES_SUBMISSION)])
 
 
-def load_task(args, text_encoder):
+def load_task(cfg, text_encoder):
     """A named task (GLUE, SNLI, SciTail, RACE) or a generic dataset: its splits as model arrays."""
-    task_format, labels, examples, submissions = read_examples(args)
+    task_format, labels, examples, submissions = read_examples(cfg)
     names = list(examples)
     encoded = transforms.encode_examples([e for n in names for e in examples[n]], encoder=text_encoder, verbose=True)
     at = np.cumsum([0] + [len(examples[n]) for n in names])
     examples = {n: encoded[at[i]:at[i + 1]] for i, n in enumerate(names)}
-    n_ctx = transforms.task_n_ctx(task_format, list(examples.values()), args.n_ctx)
+    n_ctx = transforms.task_n_ctx(task_format, list(examples.values()), cfg.n_ctx)
     n_vocab = len(text_encoder.encoder)
 
     def split(name):
@@ -106,17 +126,17 @@ def load_task(args, text_encoder):
 
     dev = [n for n in names if n.startswith("dev")]
     tests = [n for n in names if n.startswith("test")]
-    return RunData(args.dataset, task_format, labels, n_ctx, split("train"), split(dev[0]),
+    return RunData(cfg.dataset, task_format, labels, n_ctx, split("train"), split(dev[0]),
                    [split(n) for n in dev[1:]], [split(n) for n in tests])
 
 
-def read_examples(args):
+def read_examples(cfg):
     """(format, label strings, {split: [Example]} with train first, {test split: submission file})."""
-    if args.dataset == "generic":
-        return read_generic(args)
-    spec = task_data.TASKS[args.dataset]
-    examples = task_data.read_task(args.dataset, args.data_dir)
-    submissions = dict(spec.submission) or {"test": SUBMISSIONS[args.dataset]}
+    if cfg.dataset == "generic":
+        return read_generic(cfg)
+    spec = tasks.TASKS[cfg.dataset]
+    examples = tasks.read_task(cfg.dataset, cfg.data_dir)
+    submissions = dict(spec.submission) or {"test": SUBMISSIONS[cfg.dataset]}
     return spec.format, spec.labels, examples, submissions
 
 
@@ -138,34 +158,31 @@ def generic_files(data_dir):
     return found
 
 
-def read_generic(args):
+def read_generic(cfg):
     """A user's own CSV/TSV/JSONL files, columns and task format named by flags."""
-    paths = generic_files(args.data_dir)
-    if "test" not in paths and args.submit:
-        raise DataError(os.path.join(args.data_dir, "test.csv"), "no such file (--submit predicts the test split: "
+    paths = generic_files(cfg.data_dir)
+    if "test" not in paths and cfg.submit:
+        raise DataError(os.path.join(cfg.data_dir, "test.csv"), "no such file (--submit predicts the test split: "
                                                                  "add test.csv, test.tsv or test.jsonl)")
-    labels = tuple(args.labels or ())
-    if not labels and args.task_format == "multiple_choice":
-        labels = tuple(str(k) for k in range(len(args.choice_columns)))  # the right choice's position
-    elif not labels and args.task_format != "similarity":  # similarity without --labels: a real-valued score
-        labels = tuple(task_data.generic_labels(paths["train"], args.label_column))
-    examples = task_data.generic(paths, text_columns=args.text_columns, label_column=args.label_column,
-                                 task_format=args.task_format, labels=labels or None,
-                                 choice_columns=args.choice_columns or ())
+    labels = tuple(cfg.labels or ())
+    if not labels and cfg.task_format == "multiple_choice":
+        labels = tuple(str(k) for k in range(len(cfg.choice_columns)))  # the right choice's position
+    elif not labels and cfg.task_format != "similarity":  # similarity without --labels: a real-valued score
+        labels = tuple(tasks.generic_labels(paths["train"], cfg.label_column))
+    examples = tasks.generic(paths, text_columns=cfg.text_columns, label_column=cfg.label_column,
+                                 task_format=cfg.task_format, labels=labels or None,
+                                 choice_columns=cfg.choice_columns or ())
     if "dev" not in examples:
         examples = {"train": None, "dev": None, **examples}
-        examples["train"], examples["dev"] = carve_out(examples["train"], args.n_valid, paths["train"])
-    if labels and len(labels) < 2 and args.task_format != "multiple_choice":
-        raise DataError(paths["train"], f"column {args.label_column!r} has one label ({labels[0]}); a classifier needs two")
-    return args.task_format, labels, examples, {"test": f"{args.desc}.tsv"}
+        examples["train"], examples["dev"] = carve_out(examples["train"], cfg.n_valid, paths["train"])
+    if labels and len(labels) < 2 and cfg.task_format != "multiple_choice":
+        raise DataError(paths["train"], f"column {cfg.label_column!r} has one label ({labels[0]}); a classifier needs two")
+    return cfg.task_format, labels, examples, {"test": f"{cfg.desc}.tsv"}
 
 
 def carve_out(examples, n_valid, path):
     """The original's split of one labelled file: n_valid examples for validation (its seed), the rest train."""
-    from sklearn.model_selection import train_test_split
-    from gpt1_tf.data.rocstories import SEED
-    if len(examples) < n_valid + 2:
-        raise DataError(path, f"{len(examples)} examples and no dev file: --n_valid {n_valid} needs at least "
-                              f"{n_valid + 2} (the rest, at least 2, is the train split)")
-    train, valid = train_test_split(examples, test_size=n_valid, random_state=SEED)
+    from gpt1_tf.data.splits import check_room, split_valid
+    check_room(f"{len(examples)} examples and no dev file", len(examples), n_valid, path)
+    train, valid = split_valid(examples, n_valid=n_valid)
     return list(train), list(valid)

@@ -5,18 +5,13 @@ one-line `DataError("path:line: problem")`. The input transformations (examples 
 and batching are `gpt1_tf.data.transforms`.
 """
 
-import csv
-import io
 import os
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
+from gpt1_tf.data.splits import check_room, split_valid
 from gpt1_tf.errors import DataError
-from gpt1_tf.files import read_text
-
-# The seed the original passed to train_test_split for the train/valid split of the val file.
-SEED = 3535999445
+from gpt1_tf.files import csv_rows, read_text
 
 VAL_FILE = "cloze_test_val__spring2016 - cloze_test_ALL_val.csv"
 TEST_FILE = "cloze_test_test__spring2016 - cloze_test_ALL_test.csv"
@@ -45,31 +40,10 @@ def _read_utf8(path):
     return read_text(path, "Story Cloze file", bom=True)
 
 
-def _csv_rows(path, text):
-    """Yield (first line, row) for each non-blank CSV record; a malformed record raises DataError."""
-    # strict: an unterminated quote (a truncated file) raises instead of silently closing the field.
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    start = 1
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as err:
-            problem = str(err)
-            if "unexpected end of data" in problem:
-                problem = "unterminated quoted field (is the file truncated?)"
-            raise DataError(path, f"malformed CSV: {problem}", start) from None
-        # A blank line (a trailing newline, say) is no record: skip it, but count its line.
-        if row:
-            yield start, row
-        start = reader.line_num + 1
-
-
 def _rocstories(path):
     """Read one Story Cloze CSV -> (stories, endings1, endings2, labels), labels 0 or 1."""
     text = _read_utf8(path)
-    rows = _csv_rows(path, text)
+    rows = csv_rows(path, text)
     first = next(rows, None)
     if first is None:
         raise DataError(path, "empty file; expected the Story Cloze header " + ",".join(HEADER))
@@ -125,16 +99,9 @@ def rocstories(data_dir, n_train=1497, n_valid=374):
     _check_data_dir(data_dir)
     val_path = os.path.join(data_dir, VAL_FILE)
     storys, comps1, comps2, ys = _rocstories(val_path)
-    if len(storys) < n_valid + 2:
-        raise DataError(
-            val_path,
-            f"{len(storys)} stories, but n_valid={n_valid} needs at least {n_valid + 2} "
-            "(the rest, at least 2, is the train split)",
-        )
+    check_room(f"{len(storys)} stories", len(storys), n_valid, val_path)
     teX1, teX2, teX3, _ = _rocstories(os.path.join(data_dir, TEST_FILE))
-    (trX1, vaX1, trX2, vaX2, trX3, vaX3, trY, vaY) = train_test_split(
-        storys, comps1, comps2, ys, test_size=n_valid, random_state=SEED
-    )
+    (trX1, vaX1, trX2, vaX2, trX3, vaX3, trY, vaY) = split_valid(storys, comps1, comps2, ys, n_valid=n_valid)
     trY = np.asarray(trY, dtype=np.int32)
     vaY = np.asarray(vaY, dtype=np.int32)
     train = (list(trX1), list(trX2), list(trX3), trY)

@@ -16,7 +16,7 @@ import types
 
 from gpt1_tf.network.config import TASK_FORMATS
 from gpt1_tf.errors import DataError
-from gpt1_tf.files import read_text
+from gpt1_tf.files import csv_rows, read_text
 
 FORMATS = TASK_FORMATS  # the input formats of the paper; their owner is gpt1_tf.network.config
 URLS = {
@@ -355,8 +355,7 @@ def _records(path):
     if ext not in (".csv", ".tsv"):
         raise DataError(path, "unknown file type; expected .csv, .tsv or .jsonl")
     if ext == ".csv":
-        from gpt1_tf.data.rocstories import _csv_rows  # imports scikit-learn, so only when needed
-        rows = _csv_rows(path, text)
+        rows = csv_rows(path, text)
     else:
         rows = ((line, row.split("\t")) for line, row in _lines(text))
     first = next(rows, None)

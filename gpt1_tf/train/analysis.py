@@ -85,10 +85,10 @@ def best_record(records, key, log_path):
     return max(scored, key=lambda r: r[key])
 
 
-def analyse(args, data, pred_paths, log_path):
+def analyse(data_dir, data, pred_paths, log_path):
     """--analysis: the best validation scores in the log and, where the test split has labels, the test scores."""
     if data.task == "rocstories":
-        return rocstories(args.data_dir, pred_paths[0], log_path)
+        return rocstories(data_dir, pred_paths[0], log_path)
     names = data.metrics
     best = best_record(read_log(log_path), f"va_{names[0]}", log_path)
     valid_prefixes = ["va"] + [s.name for s in data.extra_valid]  # MNLI: matched, then mismatched

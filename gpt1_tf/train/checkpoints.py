@@ -24,9 +24,9 @@ PATH_FLAGS = ("log_dir", "save_dir", "data_dir", "submission_dir", "model_dir", 
 KEEP_CHECKPOINTS = 2
 
 
-def run_flags(args):
-    """The flags that define a run, as a resumed run must repeat them (paths normalised: `data/` == `data`)."""
-    flags = {k: v for k, v in sorted(vars(args).items()) if k not in RESUME_FREE}
+def run_flags(command_line):
+    """The flags that define a run ({flag: value}), as a resumed run must repeat them (paths normalised: `data/` == `data`)."""
+    flags = {k: v for k, v in sorted(command_line.items()) if k not in RESUME_FREE}
     for k in PATH_FLAGS:
         if isinstance(flags.get(k), str):
             flags[k] = os.path.normpath(flags[k])

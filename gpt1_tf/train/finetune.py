@@ -1,44 +1,85 @@
-"""`python train.py --dataset rocstories ...`: the original fine-tuning procedure on TensorFlow 2, for any task.
+"""The original fine-tuning procedure on TensorFlow 2, for any task (`python train.py`: `gpt1_tf.cli.train`).
 
-`train(args)` reads top to bottom as the original: inputs -> configs -> towers -> model and
+`train(cfg)` reads top to bottom as the original: inputs -> configs -> towers -> model and
 optimizer -> pretrained weights -> epochs of updates with evaluations -> best params ->
-submission -> analysis. The command line is `gpt1_tf.cli.train`, the data `gpt1_tf.data.inputs`,
-checkpoints `gpt1_tf.train.checkpoints`, the log `gpt1_tf.train.logs`, the step `gpt1_tf.train.trainer`, the
-metrics `gpt1_tf.metrics`.
+submission -> analysis. The data is `gpt1_tf.data.inputs`, checkpoints `gpt1_tf.train.checkpoints`,
+the log `gpt1_tf.train.logs`, the step `gpt1_tf.train.trainer`, the metrics `gpt1_tf.metrics`.
 """
+import dataclasses
 import os
 import random
 import sys
 
 import numpy as np
 
-from gpt1_tf.cli import train as cli
-from gpt1_tf.train import checkpoints, logs
-from gpt1_tf.weights import pretrained
+from gpt1_tf.data.inputs import DataConfig
 from gpt1_tf.errors import Gpt1Error
 from gpt1_tf.files import FolderLock, atomic_write, check_output_folder
-from gpt1_tf.train.interrupts import EXIT_INTERRUPTED, Interrupted, StopOnInterrupt, interrupted_message
+from gpt1_tf.network.config import ModelConfig, OptConfig, StepConfig
+from gpt1_tf.train import checkpoints, logs
+from gpt1_tf.train.interrupts import Interrupted, StopOnInterrupt
+from gpt1_tf.weights import pretrained
 
 EVAL_UPDATES = (1000, 2000, 4000, 8000, 16000, 32000)  # first-epoch evaluations of the original
 
 
-def train(args):
-    """The whole run (args validated by `cli.validate_args`); raises Gpt1Error on bad input before writing."""
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """One fine-tuning run, as train.py's flags describe it (built and checked by `gpt1_tf.cli.train`).
+
+    model: the network (its n_vocab, n_ctx and head are the data's: `train` sets them); opt: the
+    optimizer (`train` sets t_total); step: the tower step; data: what is read. command_line: every
+    flag as given, which the log's first record and the checkpoints keep (a --resume must repeat
+    them). The rest are train.py's flags of the same names (README: Flags).
+    """
+    model: ModelConfig
+    opt: OptConfig
+    step: StepConfig
+    data: DataConfig
+    command_line: dict
+    desc: str
+    model_dir: str
+    encoder_path: str
+    bpe_path: str
+    save_dir: str
+    log_dir: str
+    submission_dir: str
+    submit: bool
+    analysis: bool
+    n_iter: int
+    n_batch: int
+    n_gpu: int
+    seed: int
+    n_transfer: int
+    lm_coef: float
+    resume: bool
+    save_every: int
+    stop_after_updates: int | None
+    nan_policy: str
+    deterministic: bool
+
+    @property
+    def checkpoint_dir(self):
+        return os.path.join(self.save_dir, self.desc, "checkpoints")
+
+
+def train(cfg):
+    """The whole run of a RunConfig; raises Gpt1Error on bad input before writing."""
     from gpt1_tf.runtime import prepare_bfloat16
-    bf16_note = prepare_bfloat16() if args.mixed_precision == "bfloat16" else None  # before TensorFlow starts
-    data, weights, text_encoder = load_inputs(args)
-    train_split, n_batch_train = data.train, args.n_batch * args.n_gpu
+    bf16_note = prepare_bfloat16() if cfg.model.compute_dtype == "bfloat16" else None  # before TensorFlow starts
+    data, weights, text_encoder = load_inputs(cfg)
+    train_split, n_batch_train = data.train, cfg.n_batch * cfg.n_gpu
     n_batches = len(train_split.Y) // n_batch_train
     if n_batches < 1:
         raise Gpt1Error(f"{len(train_split.Y)} training examples make no full batch of n_batch * n_gpu = {n_batch_train}")
-    model_cfg = cli.model_config(args, n_vocab=len(text_encoder.encoder), n_ctx=data.n_ctx,
-                                 task_format=data.task_format, n_classes=data.n_classes)
-    opt_cfg = cli.opt_config(args, t_total=n_batches * args.n_iter)
+    model_cfg = dataclasses.replace(cfg.model, n_vocab=len(text_encoder.encoder), n_ctx=data.n_ctx,
+                                    task_format=data.task_format, n_classes=data.n_classes)
+    opt_cfg = dataclasses.replace(cfg.opt, t_total=n_batches * cfg.n_iter)
     from gpt1_tf.train.memory import check_memory
-    check_memory(model_cfg, args.n_batch, args.n_gpu, n_seqs=train_split.X.shape[1])
-    run = Run(args, data)  # output locations checked, nothing written yet
-    init = initial_params(args, weights, model_cfg)
-    trainer, towers_note = build_trainer(args, model_cfg, opt_cfg)
+    check_memory(model_cfg, cfg.n_batch, cfg.n_gpu, n_seqs=train_split.X.shape[1])
+    run = Run(cfg, data)  # output locations checked, nothing written yet
+    init = initial_params(cfg, weights, model_cfg)
+    trainer, towers_note = build_trainer(cfg, model_cfg, opt_cfg)
     for p, a in zip(trainer.params, init):
         p.assign(a)
     del init, weights  # the pretrained arrays (~0.5 GB each) are in the variables now
@@ -54,11 +95,11 @@ def train(args):
         from tqdm import tqdm
         from gpt1_tf.train.trainer import APPLIED
         from gpt1_tf.data.transforms import iter_data
-        for _ in range(run.n_epochs, args.n_iter):
+        for _ in range(run.n_epochs, cfg.n_iter):
             rng_state = np.random.get_state()
             trX, trM, trY = shuffle(train_split.X, train_split.M, train_split.Y, random_state=np.random.mtrand._rand)
             bar = tqdm(iter_data(trX, trM, trY, n_batch=n_batch_train, truncate=True), total=n_batches,
-                       desc=f"epoch {run.n_epochs + 1}/{args.n_iter}", ncols=100, leave=False, file=sys.stderr)
+                       desc=f"epoch {run.n_epochs + 1}/{cfg.n_iter}", ncols=100, leave=False, file=sys.stderr)
             for position, (xmb, mmb, ymb) in enumerate(bar):
                 if position < run.start_position:
                     continue
@@ -66,10 +107,10 @@ def train(args):
                 run.record_step(result, bar)
                 n_updates, applied = trainer.n_updates, result.status == APPLIED
                 evaluate = applied and n_updates in EVAL_UPDATES and run.n_epochs == 0
-                stop_now = args.stop_after_updates is not None and n_updates >= args.stop_after_updates
+                stop_now = cfg.stop_after_updates is not None and n_updates >= cfg.stop_after_updates
                 if evaluate:
                     run.evaluate()
-                if evaluate or stop_now or stop.requested or (applied and n_updates % args.save_every == 0):
+                if evaluate or stop_now or stop.requested or (applied and n_updates % cfg.save_every == 0):
                     run.checkpoint(position + 1, rng_state)
                 if stop_now or stop.requested:
                     bar.close()
@@ -77,95 +118,95 @@ def train(args):
             bar.close()
             run.end_epoch()
 
-    if args.submit:
+    if cfg.submit:
         run.load_best_params()
         paths = run.predict()
         for path in paths:
             print(f"wrote {path}")
-        if args.analysis:
+        if cfg.analysis:
             from gpt1_tf.train import analysis
-            analysis.analyse(args, data, paths, run.log_path)
+            analysis.analyse(cfg.data.data_dir, data, paths, run.log_path)
     return trainer
 
 
-def load_inputs(args):
-    """The run's data (`task_inputs.RunData`), the pretrained `Weights` (or None) and the text encoder; nothing written.
+def load_inputs(cfg):
+    """The run's data (`inputs.RunData`), the pretrained `Weights` (or None) and the text encoder; nothing written.
 
     `--model_dir` holds the original's shards or a HuggingFace `openai-gpt` folder, whose
     config.json must agree with the run's --n_embd, --n_head, --n_layer and --afn.
     """
-    from gpt1_tf.data import inputs as task_inputs
+    from gpt1_tf.data import inputs
     from gpt1_tf.data.text_utils import TextEncoder
-    from gpt1_tf.cli.export import read_pretrained, said_by
-    text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
-    data = task_inputs.load(args, text_encoder)
-    if args.n_transfer < 0 or args.resume:
+    from gpt1_tf.weights.formats import read_pretrained, said_by
+    text_encoder = TextEncoder(cfg.encoder_path, cfg.bpe_path)
+    data = inputs.load(cfg.data, text_encoder)
+    if cfg.n_transfer < 0 or cfg.resume:
         return data, None, text_encoder
-    weights = read_pretrained(args.model_dir)
+    weights = read_pretrained(cfg.model_dir)
     if weights.n_head is not None:  # a HuggingFace folder: its config.json says what the model is
         from gpt1_tf.weights.convert import check_flags
-        check_flags(weights, said_by(args.model_dir, "hf"), n_embd=args.n_embd, n_head=args.n_head,
-                    n_layer=args.n_layer, afn=args.afn)
+        check_flags(weights, said_by(cfg.model_dir, "hf"), n_embd=cfg.model.n_embd, n_head=cfg.model.n_head,
+                    n_layer=cfg.model.n_layer, afn=cfg.model.afn)
     return data, weights, text_encoder
 
 
-def initial_params(args, weights, model_cfg):
+def initial_params(cfg, weights, model_cfg):
     """Seed the original's RNGs and build the pretrained arrays for the first variables (or []).
 
     The special rows are drawn as the original drew them, unless the weights bring trained ones
     (a HuggingFace double-heads checkpoint).
     """
-    random.seed(args.seed)
-    np.random.seed(args.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
     # the original draws the 3 special rows from the global NumPy RNG whatever n_transfer is
-    special_rows = (np.random.randn(model_cfg.n_special, args.n_embd) * 0.02).astype(np.float32)
+    special_rows = (np.random.randn(model_cfg.n_special, model_cfg.n_embd) * 0.02).astype(np.float32)
     if weights is None:
         return []
     if weights.special_rows is not None:
         special_rows = weights.special_rows
-    return pretrained.init_from_pretrained(weights.shards, model_cfg, special_rows, args.n_transfer,
-                                           source=args.model_dir)
+    return pretrained.init_from_pretrained(weights.shards, model_cfg, special_rows, cfg.n_transfer,
+                                           source=cfg.model_dir)
 
 
-def build_trainer(args, model_cfg, opt_cfg):
+def build_trainer(cfg, model_cfg, opt_cfg):
     """Towers, seeds and the Trainer; returns it with the line that says how the towers run."""
     from gpt1_tf.runtime import quiet_tensorflow, tune_malloc
     with quiet_tensorflow():  # logical devices must be configured before TensorFlow initialises them
         from gpt1_tf.train.devices import make_strategy, setup_towers
-        devices, towers_note = setup_towers(args.n_gpu)
+        devices, towers_note = setup_towers(cfg.n_gpu)
         import keras
         import tensorflow as tf
         strategy = make_strategy(devices)
     from gpt1_tf.train.trainer import Trainer
-    if args.deterministic or not (tf.config.list_physical_devices("GPU") or args.exact):
+    if cfg.deterministic or not (tf.config.list_physical_devices("GPU") or cfg.step.exact):
         # same seed -> same run: always on CPU (cheap there), on request on GPUs. Not with --exact on
         # CPU: determinism swaps in other kernels (e.g. for sparse softmax cross-entropy) whose float
         # path is not the original's; --exact's own CPU kernels are deterministic already.
         tf.config.experimental.enable_op_determinism()
-    tf.random.set_seed(args.seed)
+    tf.random.set_seed(cfg.seed)
     state = np.random.get_state()
-    keras.utils.set_random_seed(args.seed)  # initialisers of a fresh model
+    keras.utils.set_random_seed(cfg.seed)  # initialisers of a fresh model
     np.random.set_state(state)  # ... without touching the NumPy stream the original uses
-    if not args.exact:
+    if not cfg.step.exact:
         tune_malloc()
-    trainer = Trainer(model_cfg, opt_cfg, cli.step_config(args), strategy=strategy, lm_coef=args.lm_coef,
-                      seed=args.seed, n_towers=args.n_gpu)
+    trainer = Trainer(model_cfg, opt_cfg, cfg.step, strategy=strategy, lm_coef=cfg.lm_coef,
+                      seed=cfg.seed, n_towers=cfg.n_gpu)
     return trainer, towers_note
 
 
 class Run(logs.HeldRun):
     """The outputs of one run: log, TensorBoard, checkpoints, best params, submission; and the loop's state."""
 
-    def __init__(self, args, data):
-        self.args, self.data = args, data
-        self.n_batch_train = args.n_batch * args.n_gpu
-        run_dir = os.path.join(args.save_dir, args.desc)
+    def __init__(self, cfg, data):
+        self.cfg, self.data = cfg, data
+        self.n_batch_train = cfg.n_batch * cfg.n_gpu
+        run_dir = os.path.join(cfg.save_dir, cfg.desc)
         self.params_path = os.path.join(run_dir, "best_params.jl")
-        self.log_path = os.path.join(args.log_dir, f"{args.desc}.jsonl")
-        self.submission_paths = [os.path.join(args.submission_dir, t.submission) for t in data.tests]
-        self.tensorboard_dir = os.path.join(args.log_dir, args.desc)
+        self.log_path = os.path.join(cfg.log_dir, f"{cfg.desc}.jsonl")
+        self.submission_paths = [os.path.join(cfg.submission_dir, t.submission) for t in data.tests]
+        self.tensorboard_dir = os.path.join(cfg.log_dir, cfg.desc)
         for path, flag in ((run_dir, "--save_dir"), (self.tensorboard_dir, "--log_dir")) + (
-                ((args.submission_dir, "--submission_dir"),) if args.submit else ()):
+                ((cfg.submission_dir, "--submission_dir"),) if cfg.submit else ()):
             check_output_folder(path, flag)
         for path in (self.log_path, self.params_path, *self.submission_paths):
             if os.path.isdir(path):
@@ -187,16 +228,16 @@ class Run(logs.HeldRun):
 
     def _start(self):
         import tensorflow as tf
-        args, trainer = self.args, self.trainer
+        cfg, trainer = self.cfg, self.trainer
         parts = dict(model=trainer.model, optimizer=trainer.optimizer)
         if trainer.loss_scale is not None:
             parts["loss_scale"] = trainer.loss_scale
         self.checkpointer = checkpoints.Checkpointer(
-            os.path.join(args.save_dir, args.desc, "checkpoints"), parts, checkpoints.run_flags(args),
+            cfg.checkpoint_dir, parts, checkpoints.run_flags(cfg.command_line),
             n_updates_fn=lambda: trainer.n_updates)
-        state = self.checkpointer.restore_latest() if args.resume else None
-        if args.resume and state is None:
-            if args.n_transfer >= 0:
+        state = self.checkpointer.restore_latest() if cfg.resume else None
+        if cfg.resume and state is None:
+            if cfg.n_transfer >= 0:
                 raise Gpt1Error("--resume found no checkpoint and the pretrained weights were not loaded; "
                                 "run again without --resume")
             print("no checkpoint to resume from: starting a new run", file=sys.stderr)
@@ -209,8 +250,8 @@ class Run(logs.HeldRun):
             print(f"resumed at update {state['n_updates']} (epoch {state['n_epochs']}, batch {self.start_position})")
         else:
             self.checkpointer.start_fresh()
-            self.logger = logs.ResultLogger(self.log_path, **vars(args))
-            if args.submit:
+            self.logger = logs.ResultLogger(self.log_path, **cfg.command_line)
+            if cfg.submit:
                 self.save_params()
         self.writer = tf.summary.create_file_writer(self.tensorboard_dir)
 
@@ -224,7 +265,7 @@ class Run(logs.HeldRun):
             self.logger.loss_scale_overflow(n_epochs=self.n_epochs, n_updates=n_update,
                                             loss_scale=self.trainer.loss_scale.value())
         elif result.status == NONFINITE:
-            if self.args.nan_policy == "stop":
+            if self.cfg.nan_policy == "stop":
                 raise Gpt1Error(f"non-finite loss ({result.loss}) or gradient norm ({result.norm}) at update "
                                 f"{n_update + 1}; stopped. Last checkpoint and best params are kept; "
                                 "lower --lr or use --nan_policy skip")
@@ -265,7 +306,7 @@ class Run(logs.HeldRun):
         self.write_scalars(record)
         self.last_scores = {f"va_{name}": f"{va_scores[name]:.2f}" for name in names}
         score = va_scores[names[0]]  # the task's own metric decides
-        if self.args.submit and score > self.best_score:
+        if self.cfg.submit and score > self.best_score:
             self.best_score = score
             self.save_params()
 
@@ -338,22 +379,3 @@ class Run(logs.HeldRun):
                 for name in os.listdir(directory or "."):
                     if name.startswith(f".{base}.") and name.endswith(".tmp"):
                         os.unlink(os.path.join(directory, name))
-
-
-def main(argv=None):
-    """`train.py`'s entry point: one-line errors and a non-zero exit, no traceback, for bad input."""
-    args = cli.build_parser().parse_args(argv)
-    try:
-        cli.validate_args(args)
-        train(args)
-    except Gpt1Error as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except Interrupted as stop:
-        print(stop, file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        print(interrupted_message(os.path.join(args.save_dir, args.desc or args.dataset or "", "checkpoints")),
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return 0

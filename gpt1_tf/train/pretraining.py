@@ -1,10 +1,6 @@
 """The paper's unsupervised stage: GPT-1's language model trained on raw text, on tf.distribute.
 
-Where it runs (`make_strategy`):
-- `TF_CONFIG` set (the standard cluster spec): `MultiWorkerMirroredStrategy`, one process per
-  worker; each worker reads its own slice of every global batch (`gpt1_tf.data.corpus.batches`);
-- several GPUs on one machine: `MirroredStrategy` over them;
-- otherwise the default strategy (one device).
+Where it runs: `gpt1_tf.train.cluster` (a TF_CONFIG cluster, several GPUs, or one device).
 
 The step (`LMTrainer.train_step`): each replica's mean next-token loss over its windows (the
 tied head over the token rows, `heads.next_token_losses`) and its gradients; the replicas'
@@ -13,120 +9,67 @@ by the original Adam, as the fine-tuning Trainer does. Dropout masks are statele
 (seed, update, replica). Without dropout the same global batch gives the same update at any number
 of workers; with dropout the masks depend on the replica, so the split changes the run.
 """
+import dataclasses
 import json
+import math
 import os
-import socket
+import sys
 import time
 
 import numpy as np
 import tensorflow as tf
 
+from gpt1_tf.data import corpus
 from gpt1_tf.errors import Gpt1Error
+from gpt1_tf.files import FolderLock, atomic_folder, atomic_write, check_new_output, check_output_folder
+from gpt1_tf.network.config import ModelConfig, OptConfig
 from gpt1_tf.network.heads import next_token_losses
 from gpt1_tf.network.model import TransformerModel, with_positions
 from gpt1_tf.network.opt import OpenAIAdam
+from gpt1_tf.train import checkpoints, logs
+from gpt1_tf.train.interrupts import Interrupted, StopOnInterrupt
+from gpt1_tf.train.logs import HeldRun, ResultLogger
+from gpt1_tf.weights import pretrained
 
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """One pretraining run, as pretrain.py's flags describe it (built and checked by `gpt1_tf.cli.pretrain`).
 
-def make_strategy(collective_timeout=None):
-    """MultiWorkerMirroredStrategy under TF_CONFIG, MirroredStrategy over several GPUs, else the default."""
-    if os.environ.get("TF_CONFIG"):
-        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=collective_timeout)
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy([d.name for d in gpus])
-    return tf.distribute.get_strategy()
-
-
-def cluster_of(tf_config):
-    """(this task's address, every other task's) of a TF_CONFIG string; Gpt1Error when it is not a cluster spec."""
-    try:
-        config = json.loads(tf_config)
-        addresses = [a for job in config["cluster"].values() for a in job]
-        me = config["cluster"][config["task"]["type"]][config["task"]["index"]]
-    except (ValueError, KeyError, TypeError, IndexError):
-        raise Gpt1Error("TF_CONFIG is not a cluster spec: {\"cluster\": {\"worker\": [\"host:port\", ...]}, "
-                        "\"task\": {\"type\": \"worker\", \"index\": i}}") from None
-    for address in addresses:
-        _address(address)  # each one checked before any socket is opened
-    return me, [a for a in addresses if a != me]
-
-
-def _address(text):
-    """(host, port) of a TF_CONFIG address `host:port` ([v6]:port too); Gpt1Error naming it otherwise."""
-    host, _, port = text.rpartition(":") if isinstance(text, str) else ("", "", "")
-    if not host or not port.isdigit() or not 0 < int(port) < 2 ** 16:
-        raise Gpt1Error(f"TF_CONFIG: {text!r} is not a host:port address with a port in 1..65535")
-    return host.strip("[]"), int(port)
-
-
-def wait_for_cluster(tf_config, timeout):
-    """Return once every task of TF_CONFIG is up, or raise Gpt1Error naming those that are not after `timeout` s.
-
-    Before TensorFlow starts its servers (its own wait has no useful limit), each task listens on
-    its TF_CONFIG address and connects to every other one; it is done when it has reached them all
-    and each of them has reached it. Then the sockets close and TensorFlow takes the ports.
+    model: the network (`pretrain` sets n_vocab from the encoder); opt: the optimizer, whose warmup
+    is `lr_warmup_updates` and t_total the run's updates (`opt_for`). command_line: every flag as
+    given, for the log's first record and the checkpoints. The rest are pretrain.py's flags.
     """
-    me, peers = cluster_of(tf_config)
-    try:
-        server = socket.create_server(("", _address(me)[1]), reuse_port=False)
-    except OSError as err:
-        raise Gpt1Error(f"TF_CONFIG: this worker cannot listen on {me} ({os.strerror(err.errno)}): another program may "
-                        "hold the port; choose a free one") from None
-    server.settimeout(0.1)
-    heard, reached, deadline = set(), set(), time.time() + timeout
-    try:
-        while not (reached >= set(peers) and heard >= set(peers)) and time.time() < deadline:
-            heard |= _accept_one(server)
-            for peer in set(peers) - reached:
-                try:
-                    with socket.create_connection(_address(peer), timeout=0.2) as conn:
-                        conn.sendall(me.encode())
-                    reached.add(peer)
-                except OSError:
-                    pass
-    finally:
-        server.close()
-    missing = sorted(set(peers) - (reached & heard))
-    if missing:
-        raise Gpt1Error(f"the cluster did not come up within {timeout:g} s: no answer from {', '.join(missing)} "
-                        "(TF_CONFIG); start every worker, or check the addresses and --cluster_timeout")
+    model: ModelConfig
+    opt: OptConfig
+    command_line: dict
+    inputs: tuple
+    desc: str
+    log_dir: str
+    save_dir: str
+    cache_dir: str
+    out: str
+    seed: int
+    n_iter: int
+    n_batch: int
+    lr_warmup_updates: int
+    valid_fraction: float
+    max_valid_windows: int
+    eval_every: int
+    save_every: int
+    resume: bool
+    stop_after_updates: int | None
+    cluster_timeout: float
+    collective_timeout: float
+    encoder_path: str | None
+    bpe_path: str | None
 
+    def opt_for(self, t_total):
+        """The optimizer of a run of t_total updates (the warmup a fraction of them, as OptConfig takes it)."""
+        return dataclasses.replace(self.opt, t_total=t_total, lr_warmup=self.lr_warmup_updates / t_total)
 
-def _accept_one(server):
-    """The address a peer sent, if one connected within the server's timeout."""
-    try:
-        conn, _ = server.accept()
-    except socket.timeout:
-        return set()
-    with conn:
-        conn.settimeout(2)
-        try:
-            return {conn.recv(256).decode(errors="replace")}
-        except OSError:
-            return set()
-
-
-def is_chief(strategy):
-    """Whether this process writes the checkpoints, logs and shards: the chief, or worker 0 without one."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
-        return True
-    if resolver.task_type == "chief":
-        return True
-    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs
-
-
-def describe(strategy):
-    """One line: how the replicas run."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    n = strategy.num_replicas_in_sync
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        workers = len(resolver.cluster_spec().as_dict().get("worker", [])) + ("chief" in resolver.cluster_spec().jobs)
-        return f"replicas: {n} on {workers} workers ({resolver.task_type} {resolver.task_id} here)"
-    if n > 1:
-        return f"replicas: {n} devices on this machine (MirroredStrategy)"
-    return "replicas: 1 (this machine)"
+    @property
+    def checkpoint_dir(self):
+        return os.path.join(self.save_dir, self.desc, "checkpoints")
 
 
 class LMTrainer:
@@ -184,3 +127,211 @@ class LMTrainer:
     @property
     def n_updates(self):
         return int(self.optimizer.iterations.numpy())
+
+
+# flags a --resume may change besides train.py's (checkpoints.RESUME_FREE): how often, how long to wait
+RESUME_FREE = ("eval_every", "cluster_timeout", "collective_timeout", "cache_dir")
+# what --out holds after a run: the original's shards and this program's note that it wrote them (the
+# marker: a folder holding it and nothing but these files is an earlier output, replaced by the next run)
+OUT_MARKER = "pretrained_by_gpt1_tf.json"
+OUT_FILES = (OUT_MARKER, pretrained.SHAPES_FILE, *pretrained.shard_names())
+
+
+def start_cluster(cfg):
+    """The strategy; under TF_CONFIG once every worker has joined (Gpt1Error after --cluster_timeout)."""
+    from gpt1_tf.runtime import quiet_tensorflow
+    from gpt1_tf.train import cluster
+    config = os.environ.get("TF_CONFIG")
+    if not config:
+        with quiet_tensorflow():  # TensorFlow's device start-up lines
+            return cluster.cluster_strategy()
+    cluster.wait_for_cluster(config, cfg.cluster_timeout)
+    with quiet_tensorflow():
+        return cluster.cluster_strategy(cfg.collective_timeout)
+
+
+def load_corpus(cfg, text_encoder):
+    """The token array, its (training, held-out) window counts, the updates per epoch, and a line about it."""
+    tokens, cache_path, reused = corpus.tokenize_corpus(cfg.inputs, text_encoder, cfg.cache_dir)
+    sources = ", ".join(cfg.inputs)
+    n_train, n_valid = corpus.split_windows(len(tokens), cfg.model.n_ctx, cfg.valid_fraction, source=sources)
+    n_valid = min(n_valid, cfg.max_valid_windows)
+    n_batches = n_train // cfg.n_batch
+    if n_batches < 1:
+        raise Gpt1Error(f"{sources}: {len(tokens)} tokens, {n_train} training windows of n_ctx {cfg.model.n_ctx}: "
+                        f"not one batch of --n_batch {cfg.n_batch} (add text, or lower them)")
+    line = (f"corpus: {len(tokens)} tokens ({'cached' if reused else 'tokenized into'} {cache_path}): {n_train} "
+            f"training / {n_valid} held-out windows of {cfg.model.n_ctx}; {n_batches} updates of {cfg.n_batch} per epoch")
+    return tokens, n_train, n_valid, n_batches, line
+
+
+def pretrain(cfg):
+    """The whole run of a PretrainConfig; raises Gpt1Error on bad input before writing anything."""
+    from gpt1_tf.data.text_utils import TextEncoder
+    text_encoder = TextEncoder(cfg.encoder_path, cfg.bpe_path)
+    check_output_folder(cfg.log_dir, "--log_dir")
+    check_output_folder(cfg.save_dir, "--save_dir")
+    check_output_folder(cfg.cache_dir, "--cache_dir")
+    check_new_output(cfg.out, "--out", earlier=OUT_FILES)
+    tokens, n_train, n_valid, n_batches, corpus_line = load_corpus(cfg, text_encoder)
+    model_cfg = dataclasses.replace(cfg.model, n_vocab=len(text_encoder.encoder))
+    opt_cfg = cfg.opt_for(n_batches * cfg.n_iter)
+    strategy = start_cluster(cfg)
+    if cfg.n_batch % strategy.num_replicas_in_sync:
+        raise Gpt1Error(f"--n_batch {cfg.n_batch} does not split into {strategy.num_replicas_in_sync} replicas")
+    from gpt1_tf.train.cluster import describe, is_chief
+    import keras
+    keras.utils.set_random_seed(cfg.seed)  # the initial weights: the same at any number of workers
+    trainer = LMTrainer(model_cfg, opt_cfg, strategy, cfg.seed)
+    run = PretrainRun(cfg, trainer, chief=is_chief(strategy))
+    run.say(describe(strategy))
+    run.say(corpus_line)
+    valid = corpus.window_ids(tokens, range(n_train, n_train + n_valid), cfg.model.n_ctx)
+    with run.hold(), StopOnInterrupt() as stop:
+        for epoch in range(run.n_epochs, cfg.n_iter):
+            order = corpus.epoch_order(n_train, cfg.n_batch, cfg.seed, epoch)
+            for position, ids in run.epoch(tokens, order, strategy):
+                run.record(*trainer.train_step(ids))
+                n = trainer.n_updates
+                if n % cfg.eval_every == 0:
+                    run.evaluate(valid)
+                stop_now = cfg.stop_after_updates is not None and n >= cfg.stop_after_updates
+                if stop_now or stop.requested or n % cfg.save_every == 0:
+                    run.checkpoint(position + 1)
+                if stop.requested:
+                    raise Interrupted(n)
+                if stop_now:
+                    run.say(f"stopped after update {n}: continue with --resume")
+                    return trainer
+            run.end_epoch(valid)
+        run.write_shards()
+    return trainer
+
+
+class PretrainRun(HeldRun):
+    """What a pretraining run writes (the chief only): log, TensorBoard scalars, checkpoints, shards."""
+
+    def __init__(self, cfg, trainer, chief):
+        self.cfg, self.trainer, self.chief = cfg, trainer, chief
+        self.n_epochs, self.position, self.losses = 0, 0, []
+        self.evaluated_at = None  # the update of the latest evaluation: one evaluation per update
+        self.log_path = os.path.join(cfg.log_dir, f"{cfg.desc}.jsonl")
+        ckpt_dir = os.path.join(cfg.save_dir, cfg.desc, "checkpoints")
+        parts = {"model": trainer.model, "optimizer": trainer.optimizer}
+        flags = {k: v for k, v in checkpoints.run_flags(cfg.command_line).items() if k not in RESUME_FREE}
+        self.checkpointer = checkpoints.Checkpointer(ckpt_dir, parts, flags, n_updates_fn=lambda: trainer.n_updates)
+        self.logger = self.writer = self.lock = self.bar = None
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()  # an error's line then starts where the bar was, not after it
+        super().__exit__(*exc)
+
+    def say(self, line):
+        if self.chief:
+            print(line, flush=True)
+
+    def hold(self):
+        """Restore (--resume), then open the log and the TensorBoard writer (chief); a context manager."""
+        import contextlib
+        state = self._restore()
+        if not self.chief:
+            return contextlib.nullcontext()
+        import tensorflow as tf
+        self.lock = FolderLock(os.path.join(self.cfg.save_dir, self.cfg.desc), "pretraining run").acquire()
+        if state is None:
+            self.checkpointer.start_fresh()
+        lines = state["log_lines"] if state else None
+        self.logger = ResultLogger(self.log_path, lines, **({} if lines else self.cfg.command_line))
+        self.writer = tf.summary.create_file_writer(os.path.join(self.cfg.log_dir, self.cfg.desc))
+        return self
+
+    def _restore(self):
+        if not self.cfg.resume:
+            return None
+        state = self.checkpointer.restore_latest()
+        if state is None:
+            raise Gpt1Error(f"--resume: no checkpoint in {self.checkpointer.ckpt_dir}")
+        self.n_epochs, self.position = state["n_epochs"], state["position"]
+        self.evaluated_at = logs.last_evaluation_update(state["log_lines"])
+        self.say(f"resumed from update {state['n_updates']} (epoch {self.n_epochs + 1}, batch {self.position})")
+        return state
+
+    def epoch(self, tokens, order, strategy):
+        """(position, distributed batch) of this epoch from where the run stands, with a progress bar."""
+        from tqdm import tqdm
+        n_ctx, start = self.cfg.model.n_ctx, self.position
+        rest = order[start:]
+
+        def dataset(ctx):
+            return corpus.batches(tokens, rest, n_ctx, pipeline=ctx.input_pipeline_id,
+                                  n_pipelines=ctx.num_input_pipelines,
+                                  per_replica=ctx.get_per_replica_batch_size(self.cfg.n_batch))
+
+        batches = strategy.distribute_datasets_from_function(dataset)
+        self.bar = tqdm(total=len(order), initial=start, desc=f"epoch {self.n_epochs + 1}/{self.cfg.n_iter}",
+                        ncols=100, leave=False, file=sys.stderr, disable=not self.chief)
+        for position, ids in enumerate(batches, start):
+            yield position, ids
+        self.bar.close()
+
+    def record(self, loss, norm, lr):
+        self.losses.append(loss)
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{loss:.3f}")
+        if self.chief:
+            import tensorflow as tf
+            with self.writer.as_default(step=self.trainer.n_updates):
+                tf.summary.scalar("train_loss", loss)
+                tf.summary.scalar("learning_rate", lr)
+                tf.summary.scalar("grad_norm", norm)
+
+    def evaluate(self, valid):
+        """Held-out loss and perplexity, logged with the mean training loss since the last evaluation.
+
+        Once per update: an evaluation that falls on an epoch's end is not repeated there. A value
+        that cannot be measured (no held-out windows, no update since the last evaluation) is null.
+        """
+        n = self.trainer.n_updates
+        if n == self.evaluated_at:
+            return
+        self.evaluated_at = n
+        va = self.trainer.evaluate(valid) if len(valid) else None
+        tr = sum(self.losses) / len(self.losses) if self.losses else None
+        ppl = None if va is None else math.exp(va)
+        self.losses = []
+        if not self.chief:
+            return
+        self.logger.evaluation(n_epochs=self.n_epochs, n_updates=n, tr_cost=tr, va_cost=va, va_ppl=ppl)
+        import tensorflow as tf
+        with self.writer.as_default(step=n):
+            for name, value in (("va_cost", va), ("va_ppl", ppl)):
+                if value is not None:
+                    tf.summary.scalar(name, value)
+        self.bar.write(f"{self.n_epochs} {n} train loss {_num(tr, '.3f')}  held-out loss {_num(va, '.3f')}  "
+                       f"perplexity {_num(ppl, '.2f')}")
+
+    def checkpoint(self, position):
+        if self.chief:
+            self.checkpointer.write(dict(n_updates=self.trainer.n_updates, n_epochs=self.n_epochs, position=position,
+                                         log_lines=self.logger.lines))
+
+    def end_epoch(self, valid):
+        self.position = 0
+        self.n_epochs += 1
+        self.evaluate(valid)
+        self.checkpoint(0)
+
+    def write_shards(self):
+        """The trained body as the original's shards (`params_*.npy`, `params_shapes.json`), whole or not at all."""
+        if not self.chief:
+            return
+        note = dict(program="pretrain.py", desc=self.cfg.desc, n_updates=self.trainer.n_updates, time=time.time())
+        with atomic_folder(self.cfg.out, earlier=OUT_FILES, flag="--out") as tmp:
+            pretrained.export_shards(self.trainer.model, tmp)
+            atomic_write(os.path.join(tmp, OUT_MARKER), lambda f: f.write(json.dumps(note).encode()))
+        self.say(f"wrote {self.cfg.out} (the original's shards: train.py --model_dir {self.cfg.out})")
+
+
+def _num(value, spec):
+    return "-" if value is None else format(value, spec)

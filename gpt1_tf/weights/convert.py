@@ -9,8 +9,7 @@ Every reader returns one and every writer takes one, so each conversion is a rea
     best_params.jl   (the original's fine-tuned list, + flags)    pretrained.load_params / save_params
     .keras           (a saved TransformerModel)                   keras.saving
 
-Which format a path holds, and reading any of them: `gpt1_tf.cli.export` (`read_pretrained` is what
-`train.py --model_dir` reads).
+Which format a path holds, and reading or writing any of them: `gpt1_tf.weights.formats`.
 """
 import dataclasses
 
@@ -62,10 +61,6 @@ class Weights:
         return self.shards[2:]
 
 
-# what a source may say about itself, and the flags a run may give for it (ModelConfig's defaults)
-SAID_BY_WEIGHTS = ("n_embd", "n_head", "n_layer", "afn")
-
-
 def check_flags(weights, said, **flags):
     """Refuse a flag (n_embd=768, ...) that disagrees with what the weights say, naming `said` and the first.
 
@@ -78,15 +73,15 @@ def check_flags(weights, said, **flags):
                                   "(or other weights)")
 
 
-def with_flags(weights, said, flags):
-    """`weights` checked against `flags` (an object with SAID_BY_WEIGHTS), n_head and afn filled where unsaid.
+def with_flags(weights, said, *, n_embd=None, n_head=None, n_layer=None, afn=None):
+    """`weights` checked against the flags given (None: not given), n_head and afn filled where unsaid.
 
     What neither says takes ModelConfig's default (12 heads, gelu).
     """
-    check_flags(weights, said, **{name: getattr(flags, name) for name in SAID_BY_WEIGHTS})
-    for name in ("n_head", "afn"):
+    check_flags(weights, said, n_embd=n_embd, n_head=n_head, n_layer=n_layer, afn=afn)
+    for name, flag in (("n_head", n_head), ("afn", afn)):
         if getattr(weights, name) is None:
-            setattr(weights, name, getattr(flags, name) or getattr(ModelConfig, name))
+            setattr(weights, name, flag or getattr(ModelConfig, name))
     if weights.n_embd % weights.n_head:
         raise Gpt1Error(f"{said}: n_head {weights.n_head} does not divide n_embd {weights.n_embd}")
     return weights
