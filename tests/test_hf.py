@@ -123,7 +123,7 @@ class RoundTripTest(tf.test.TestCase):
             self.assertEqual(config[key], theirs[key], key)
         self.assertEqual(config["architectures"], ["OpenAIGPTLMHeadModel"])
         for name, shipped in (("vocab.json", "encoder_bpe_40000.json"), ("merges.txt", "vocab_40000.bpe")):
-            with open(f"{tmp}/hf/{name}", "rb") as a, open(os.path.join(REPO, "gpt1_tf", "data", shipped), "rb") as b:
+            with open(f"{tmp}/hf/{name}", "rb") as a, open(os.path.join(REPO, "gpt1_tf", "data", "vocab", shipped), "rb") as b:
                 self.assertEqual(a.read(), b.read(), name)
 
     def test_double_heads_through_keras_back_to_hf_is_exact(self):

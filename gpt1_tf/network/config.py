@@ -8,7 +8,7 @@ its defaults from them) and the validation of what they hold.
 import dataclasses
 import math
 
-from gpt1_tf.network import tokens
+from gpt1_tf.network import arrays, tokens
 from gpt1_tf.errors import ConfigError
 
 MAX_N_CTX = 512  # rows of the pretrained position table
@@ -105,8 +105,8 @@ class ModelConfig:
 
     @property
     def n_params_arrays(self):
-        """3 + 12 * n_layer arrays in the original variable order (we, layers, clf/w, clf/b)."""
-        return 3 + 12 * self.n_layer
+        """3 + 12 * n_layer arrays in the original variable order (we, layers, clf/w, clf/b; `network.arrays`)."""
+        return arrays.n_model_arrays(self.n_layer)
 
     @property
     def has_dropout(self):

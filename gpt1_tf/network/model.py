@@ -10,7 +10,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from gpt1_tf.network import ops, packing, tokens
+from gpt1_tf.network import arrays, ops, packing, tokens
 from gpt1_tf.network.config import ModelConfig
 from gpt1_tf.network.heads import LM_HEADS, make_head, pooled
 from gpt1_tf.network.layers import Block, normal_init, site_seed
@@ -65,14 +65,9 @@ class Transformer(keras.layers.Layer):
             block.build((None, None, cfg.n_embd))
 
     def params_in_order(self):
-        """we; per layer the 12 block arrays in the original order."""
-        params = [self.we]
-        for block in self.blocks:
-            params += [block.attn.c_attn.w, block.attn.c_attn.b, block.attn.c_proj.w, block.attn.c_proj.b,
-                       block.ln_1.g, block.ln_1.b,
-                       block.mlp.c_fc.w, block.mlp.c_fc.b, block.mlp.c_proj.w, block.mlp.c_proj.b,
-                       block.ln_2.g, block.ln_2.b]
-        return params
+        """we; per layer its block's arrays, in the original order (`gpt1_tf.network.arrays`)."""
+        return [arrays.walk(self, a.path) for a in arrays.MODEL_FIRST] + [
+            p for block in self.blocks for p in arrays.layer_params(block)]
 
     def hidden(self, X, M=None, seed=None, pool=None, packed=False, K=1):
         """Hidden states [S, T, n_embd] of X [S, T, 2], and the (dropped-out) table `we`.
@@ -141,8 +136,8 @@ class TransformerModel(keras.Model):
         return self.transformer.blocks
 
     def params_in_order(self):
-        """Variables in the original order: we; per layer the 12 block arrays; clf/w, clf/b."""
-        params = self.transformer.params_in_order() + [self.clf.w, self.clf.b]
+        """Variables in the original order (`gpt1_tf.network.arrays`): we; each block's arrays; clf/w, clf/b."""
+        params = self.transformer.params_in_order() + [arrays.walk(self, a.path) for a in arrays.MODEL_LAST]
         assert len(params) == self.cfg.n_params_arrays
         return params
 

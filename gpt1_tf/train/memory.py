@@ -8,6 +8,8 @@ fit with one line instead of an out-of-memory crash minutes later. Calibrated on
 import dataclasses
 import os
 
+from gpt1_tf.network import arrays
+
 BYTES = 4  # float32
 STATE_COPIES = 4  # parameters, Adam m and v, gradients
 # float32 values kept per token and layer for the backward pass (TensorFlow's unfused ops):
@@ -35,11 +37,8 @@ class MemoryEstimate:
 
 
 def n_params(cfg):
-    """Number of parameters: we, 12 arrays per layer, clf/w and clf/b."""
-    e = cfg.n_embd
-    # c_attn (e, 3e)+3e, attn c_proj (e, e)+e, ln_1 2e, c_fc (e, 4e)+4e, mlp c_proj (4e, e)+e, ln_2 2e
-    per_layer = 12 * e * e + 13 * e
-    return cfg.n_table * e + cfg.n_layer * per_layer + (e + 1) * cfg.n_clf_out
+    """Number of parameters: we, 12 arrays per layer, clf/w and clf/b (`gpt1_tf.network.arrays`)."""
+    return arrays.n_model_values(cfg)
 
 
 def estimate_train_bytes(model_cfg, n_batch, n_towers=1, n_seqs=2):

@@ -1,7 +1,8 @@
 """A GPT-1's weights whatever file they came from, and their checks against a run's flags.
 
 `Weights` holds the original shard list (positions, tokens, then 12 arrays per layer in the
-original's shapes) and what a fine-tuned model adds: the special-token rows and the classifier.
+original's shapes: the table of `gpt1_tf.network.arrays`) and what a fine-tuned model adds: the
+special-token rows and the classifier.
 Every reader returns one and every writer takes one, so each conversion is a reader plus a writer:
 
     original shards  (params_shapes.json + params_0..9.npy)      pretrained.load_shards / save_shards
@@ -16,6 +17,7 @@ import dataclasses
 import numpy as np
 
 from gpt1_tf.network import tokens
+from gpt1_tf.network.arrays import MODEL_LAYERS, N_PER_LAYER, SHARD_LAYERS, model_layers
 from gpt1_tf.weights import pretrained
 from gpt1_tf.network.config import ModelConfig
 from gpt1_tf.errors import DataError, Gpt1Error
@@ -28,7 +30,7 @@ class Weights:
     """The arrays of a GPT-1, in the original shard order and shapes.
 
     shards: positions [n_pos, nx], tokens [n_vocab, nx], then per layer c_attn w [1, nx, 3nx], b,
-    c_proj w, b, ln_1 g, b, c_fc w, b, c_proj w, b, ln_2 g, b (`pretrained.expected_shapes`).
+    c_proj w, b, ln_1 g, b, c_fc w, b, c_proj w, b, ln_2 g, b (`gpt1_tf.network.arrays.LAYER`).
     special_rows [n_special, nx] and clf (w [nx, n_out], b [n_out]) with its head
     ({"task_format", "n_classes"}) when the source was fine-tuned; n_head and afn when it says them.
     """
@@ -58,7 +60,7 @@ class Weights:
 
     @property
     def layers(self):
-        return self.shards[2:]
+        return self.shards[SHARD_LAYERS]
 
 
 def check_flags(weights, said, **flags):
@@ -91,7 +93,7 @@ def from_params(arrays, cfg):
     """Weights of a model's parameter list (original order: we, layers, clf/w, clf/b) for `cfg`."""
     we = np.asarray(arrays[0])
     first_position = tokens.position_id(cfg.n_vocab, 0, cfg.n_special)
-    shards = [we[first_position:], we[:cfg.n_vocab]] + [np.asarray(a) for a in arrays[1:-2]]
+    shards = [we[first_position:], we[:cfg.n_vocab]] + [np.asarray(a) for a in arrays[MODEL_LAYERS]]
     return Weights(shards, special_rows=we[cfg.n_vocab:first_position], clf=(arrays[-2], arrays[-1]),
                    head=pretrained.head_of(cfg), n_head=cfg.n_head, afn=cfg.afn)
 
@@ -132,13 +134,13 @@ def config_of_params(arrays, path, n_vocab=N_VOCAB):
     """
     n_rows = tokens.n_table(n_vocab, 0)
     we = arrays[0] if isinstance(arrays, (list, tuple)) and arrays else None
-    if (we is None or np.ndim(we) != 2 or we.shape[0] <= n_rows or (len(arrays) - 3) % pretrained.N_PER_LAYER
-            or len(arrays) < 3 + pretrained.N_PER_LAYER):
-        raise DataError(path, "not a GPT-1 params list (we [n_vocab + 3 + n_ctx, n_embd], 12 arrays per layer, "
-                              "clf/w, clf/b)")
+    n_layer = model_layers(len(arrays)) if we is not None else None
+    if we is None or np.ndim(we) != 2 or we.shape[0] <= n_rows or not n_layer:
+        raise DataError(path, f"not a GPT-1 params list (we [n_vocab + 3 + n_ctx, n_embd], {N_PER_LAYER} arrays "
+                              "per layer, clf/w, clf/b)")
     head = pretrained.recorded_head(path) or {"task_format": "multiple_choice", "n_classes": 0}
     try:
         return ModelConfig(n_vocab=n_vocab, n_ctx=we.shape[0] - n_rows, n_embd=we.shape[1], n_head=1,
-                           n_layer=(len(arrays) - 3) // pretrained.N_PER_LAYER, **head)
+                           n_layer=n_layer, **head)
     except Gpt1Error as err:
         raise DataError(path, str(err)) from None

@@ -9,7 +9,8 @@ Reading takes either key layout transformers writes:
 A token table of n_vocab + 3 rows holds the special tokens (_start_, _delimiter_, _classify_) in
 the original's order. Buffers (`attn.bias`, `attn.masked_bias`, `position_ids`) are ignored.
 
-HF's conv weights are [nx, nf] where the original's are [1, nx, nf]; its position table has
+HF's names and shapes are those of the table in `gpt1_tf.network.arrays` (`hf`, `hf_shape`): its
+conv weights are [nx, nf] where the original's are [1, nx, nf]; its position table has
 n_positions rows (512 in the published model); it has no final layer norm, and neither has GPT-1.
 
 Writing gives the bare layout (what `OpenAIGPTLMHeadModel.from_pretrained` reads) for a language
@@ -27,6 +28,7 @@ import shutil
 import numpy as np
 
 from gpt1_tf.network import tokens
+from gpt1_tf.network.arrays import LAYER, POSITIONS, TOKENS
 from gpt1_tf.errors import DataError
 from gpt1_tf.files import atomic_write, read_text
 from gpt1_tf.weights.convert import N_VOCAB, Weights
@@ -34,19 +36,11 @@ from gpt1_tf.weights.convert import N_VOCAB, Weights
 CONFIG, SAFETENSORS = "config.json", "model.safetensors"
 PREFIX = "transformer."
 BUFFERS = (".attn.bias", ".attn.masked_bias", "position_ids")
-# per layer, HF's names in the original's order (pretrained.expected_shapes)
-LAYER_KEYS = ("attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight", "attn.c_proj.bias",
-              "ln_1.weight", "ln_1.bias", "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight",
-              "mlp.c_proj.bias", "ln_2.weight", "ln_2.bias")
 SUMMARY = "multiple_choice_head.summary."  # OpenAIGPTDoubleHeadsModel's classifier: a multiple-choice head
 CLF = "clf."  # any other head: ours only
 AFN_NAMES = {"gelu": "gelu", "relu": "relu", "swish": "silu"}  # ours -> HF's ACT2FN names
 AFN_FROM_HF = {"gelu": "gelu", "gelu_new": "gelu", "relu": "relu", "silu": "swish", "swish": "swish"}
 LAYER_NORM_EPSILON = 1e-5
-
-
-def is_folder(path):
-    return os.path.isdir(path) and os.path.exists(os.path.join(path, CONFIG))
 
 
 # --- in ------------------------------------------------------------------------------------------
@@ -57,14 +51,12 @@ def read(folder, n_vocab=N_VOCAB):
     config = read_config(config_path)
     tensors = _load_tensors(path)
     prefix = _layout(tensors, path)
-    shapes = _shapes(config)
+    sizes = {"n_embd": config["n_embd"], "n_positions": config["n_positions"]}
     take = _taker(tensors, path)
-    positions = take(prefix + "positions_embed.weight", (config["n_positions"], config["n_embd"]))
+    positions = take(prefix + POSITIONS.hf, POSITIONS.hf_shape(sizes))
     table = _token_table(take, tensors, prefix, config, path, n_vocab)
-    layers = []
-    for i in range(config["n_layer"]):
-        for key, shape in zip(LAYER_KEYS, shapes):
-            layers.append(take(f"{prefix}h.{i}.{key}", shape).reshape((1,) + shape if len(shape) == 2 else shape))
+    layers = [a.from_hf(take(f"{prefix}h.{i}.{a.hf}", a.hf_shape(sizes)), sizes)
+              for i in range(config["n_layer"]) for a in LAYER]
     weights = Weights([positions, table[:n_vocab]] + layers, n_head=config["n_head"],
                       afn=AFN_FROM_HF[config["afn"]])
     if len(table) > n_vocab:
@@ -113,18 +105,11 @@ def _load_tensors(path):
 def _layout(tensors, path):
     """'' for the bare model's keys, 'transformer.' for a head model's; DataError for anything else."""
     for prefix in ("", PREFIX):
-        if prefix + "positions_embed.weight" in tensors or prefix + "h.0.ln_1.weight" in tensors:
+        if prefix + POSITIONS.hf in tensors or prefix + "h.0.ln_1.weight" in tensors:
             return prefix
     some = ", ".join(sorted(tensors)[:3]) or "no tensors"
     raise DataError(path, f"unknown key layout ({some}, ...): expected openai-gpt's tokens_embed.weight, "
                           "positions_embed.weight, h.{i}.* with or without the prefix transformer.")
-
-
-def _shapes(config):
-    """HF's shapes of one layer's 12 tensors, in LAYER_KEYS order."""
-    nx = config["n_embd"]
-    return [(nx, 3 * nx), (3 * nx,), (nx, nx), (nx,), (nx,), (nx,),
-            (nx, 4 * nx), (4 * nx,), (4 * nx, nx), (nx,), (nx,), (nx,)]
 
 
 def _taker(tensors, path):
@@ -146,7 +131,7 @@ def _taker(tensors, path):
 def _token_table(take, tensors, prefix, config, path, n_vocab):
     """The token rows: tokens_embed, or the tied lm_head that stands in for it (the same array)."""
     shape = (config["vocab_size"], config["n_embd"])
-    key = prefix + "tokens_embed.weight"
+    key = prefix + TOKENS.hf
     table = take(key if key in tensors or "lm_head.weight" not in tensors else "lm_head.weight", shape)
     if key in tensors and "lm_head.weight" in tensors and not np.array_equal(table, take("lm_head.weight", shape)):
         raise DataError(path, "lm_head.weight differs from tokens_embed.weight: GPT-1's LM head is tied to "
@@ -213,11 +198,11 @@ def _tensors_out(weights):
     """HF's tensors: bare keys for a language model; with a classifier, the prefixed keys and the head's."""
     table = weights.tokens if weights.special_rows is None else np.concatenate([weights.tokens, weights.special_rows])
     prefix = PREFIX if weights.clf is not None else ""
-    out = {prefix + "positions_embed.weight": weights.positions}
+    out = {prefix + POSITIONS.hf: weights.positions}
     for n, a in enumerate(weights.layers):
-        i, j = divmod(n, len(LAYER_KEYS))
-        out[f"{prefix}h.{i}.{LAYER_KEYS[j]}"] = a[0] if a.ndim == 3 else a
-    out[prefix + "tokens_embed.weight"] = table  # not lm_head.weight: then every transformers class finds it
+        i, j = divmod(n, len(LAYER))
+        out[f"{prefix}h.{i}.{LAYER[j].hf}"] = LAYER[j].to_hf(a)
+    out[prefix + TOKENS.hf] = table  # not lm_head.weight: then every transformers class finds it
     if weights.clf is not None:
         w, b = weights.clf
         head = SUMMARY if weights.head["task_format"] == "multiple_choice" else CLF

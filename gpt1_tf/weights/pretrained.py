@@ -6,6 +6,7 @@
   (the flattened float32 arrays concatenated and split in 10 files).
 - `init_from_pretrained`: the original initialisation (tokens | 3 special rows | positions[:n_ctx]).
 Every array is checked for shape; bad files raise a one-line `DataError` naming the file.
+The order, shapes and counts of both lists are the table's in `gpt1_tf.network.arrays`.
 """
 import json
 import os
@@ -14,12 +15,13 @@ import joblib
 import numpy as np
 
 from gpt1_tf.network import tokens
+from gpt1_tf.network.arrays import (MODEL_LAYERS, N_PER_LAYER, SHARD_FIRST, SHARD_LAYERS, layer_shapes, model_shapes,
+                                    shard_layers as _shard_layers)
 from gpt1_tf.errors import DataError, Gpt1Error
 from gpt1_tf.files import atomic_write, read_text
 
 N_SHARDS = 10
 SHAPES_FILE = "params_shapes.json"
-N_PER_LAYER = 12
 WEIGHTS_HELP = ("put GPT-1's weights there: OpenAI's params_0.npy .. params_9.npy and params_shapes.json "
                 "(github.com/openai/finetune-transformer-lm, folder model/), or HuggingFace's config.json and "
                 "model.safetensors (openai-community/openai-gpt)")
@@ -31,11 +33,8 @@ def weights_help(advice=None):
 
 
 def expected_shapes(cfg):
-    """Shapes of the model's arrays in the original order, for a `ModelConfig`."""
-    nx = cfg.n_embd
-    layer = [(1, nx, 3 * nx), (3 * nx,), (1, nx, nx), (nx,), (nx,), (nx,),
-             (1, nx, 4 * nx), (4 * nx,), (1, 4 * nx, nx), (nx,), (nx,), (nx,)]
-    return [(cfg.n_table, nx)] + layer * cfg.n_layer + [(nx, cfg.n_clf_out), (cfg.n_clf_out,)]
+    """Shapes of the model's arrays in the original order, for a `ModelConfig` (`arrays.model_shapes`)."""
+    return model_shapes(cfg)
 
 
 def head_of(cfg):
@@ -179,8 +178,8 @@ def load_shards(model_dir, advice=None):
         raise DataError(shapes_path, f"not valid JSON ({str(err).splitlines()[0]})") from None
     if not _is_shape_list(shapes):
         raise DataError(shapes_path, "expected a JSON list of shapes (lists of positive integers), at least 2")
-    if (len(shapes) - 2) % N_PER_LAYER:
-        raise DataError(shapes_path, f"{len(shapes)} shapes: expected 2 + 12 per layer")
+    if (len(shapes) - len(SHARD_FIRST)) % N_PER_LAYER:
+        raise DataError(shapes_path, f"{len(shapes)} shapes: expected {len(SHARD_FIRST)} + {N_PER_LAYER} per layer")
     sizes = [int(np.prod(s)) for s in shapes]
     flat = []
     for name in shard_names():
@@ -232,7 +231,7 @@ def save_shards(arrays, model_dir, n_shards=N_SHARDS):
 
 def shard_layers(shards):
     """Number of transformer layers in a shard list."""
-    return (len(shards) - 2) // N_PER_LAYER
+    return _shard_layers(len(shards))
 
 
 def init_from_pretrained(shards, cfg, special_rows, n_transfer, source="model/"):
@@ -259,11 +258,11 @@ def init_from_pretrained(shards, cfg, special_rows, n_transfer, source="model/")
     if n_layers > shard_layers(shards):
         raise Gpt1Error(f"--n_transfer {n_transfer} asks for {n_layers} layers but {source} holds "
                         f"{shard_layers(shards)}")
-    layer_arrays = shards[2:2 + N_PER_LAYER * n_layers]
-    want = expected_shapes(cfg)[1:1 + N_PER_LAYER * n_layers]
+    layer_arrays = shards[SHARD_LAYERS][:N_PER_LAYER * n_layers]
+    want = layer_shapes(cfg.n_embd) * n_layers
     for i, (a, shape) in enumerate(zip(layer_arrays, want)):
         if tuple(a.shape) != tuple(shape):
-            raise DataError(source, f"array {i + 2} (layer {i // N_PER_LAYER}) has shape {a.shape}, "
+            raise DataError(source, f"array {i + len(SHARD_FIRST)} (layer {i // N_PER_LAYER}) has shape {a.shape}, "
                                     f"the model expects {tuple(shape)}")
     return [we] + list(layer_arrays)
 
@@ -278,4 +277,4 @@ def export_shards(model, model_dir):
     we = params[0]
     token_rows = we[:cfg.n_vocab]
     position_rows = we[tokens.position_id(cfg.n_vocab, 0, cfg.n_special):]
-    save_shards([position_rows, token_rows] + params[1:-2], model_dir)
+    save_shards([position_rows, token_rows] + params[MODEL_LAYERS], model_dir)
