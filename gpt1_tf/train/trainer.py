@@ -50,6 +50,15 @@ class DynamicLossScale(tf.Module):
     an overflow: the update is skipped and the scale halved (not below `minimum`); after
     `growth_interval` finite updates in a row the scale doubles. A tf.Module: checkpointed with
     the run, so a resumed run goes on with its scale.
+
+    Why not `keras.optimizers.LossScaleOptimizer` (Keras 3.15), which has the same halving and
+    doubling: it decides inside its `apply`, in a graph `cond`, and reports nothing, so the step
+    could not say which updates were skipped (the log's `loss_scale_overflow` records, train.py's
+    count of them); it has no minimum, so a run whose loss itself diverged (NaN at any scale)
+    would halve its scale forever instead of stopping under --nan_policy stop (`overflow` returns
+    False at the minimum, and the step reports NONFINITE); and its scale would live in the
+    optimizer's variables, so the checkpoints' `loss_scale` part, and every float16 checkpoint
+    written so far, would no longer restore.
     """
 
     def __init__(self, initial=2.0 ** 15, growth_interval=2000, minimum=1.0):
