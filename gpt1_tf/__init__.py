@@ -1,11 +1,14 @@
 """gpt1_tf: OpenAI's GPT-1 fine-tuning code (finetune-transformer-lm) on TensorFlow 2 / Keras 3.
 
-The network: config (ModelConfig, OptConfig, StepConfig), tokens (the token layout), ops, layers,
-packing, model (the body `Transformer` and `TransformerModel`), heads (LM and multiple choice),
-opt (the original Adam), pretrained (weight files), trainer (the tower step).
-The data path: text_utils (BPE), datasets (readers: files -> examples), transforms (examples -> X, M).
-The run: cli (train.py's command line), finetune (the loop), checkpoints, logs, evaluate, memory,
-devices, runtime (process-wide settings), files, analysis.
+The parts, each a sub-package whose docstring lists its modules, each standing on those below it:
+- cli: the programs (train.py, pretrain.py, generate.py, export.py): flags, checks, `main`;
+- train: the tower trainer, the fine-tuning and pretraining runs, checkpoints, the log;
+- lm: the language model: KV-cache generation and scoring;
+- weights: every weight format in and out (the original's shards, best_params.jl, HuggingFace,
+  .keras, SavedModel);
+- data: readers (files -> examples), the BPE encoder, input transformations (examples -> X, M);
+- network: the configs, the token layout, the table of arrays, the layers, the body and heads, Adam;
+- and errors, files, metrics, runtime, shared by all.
 Importing the package imports no TensorFlow.
 """
 __version__ = "0.1.0"

@@ -26,7 +26,7 @@ from gpt1_tf.network import tokens
 from gpt1_tf.weights import hf, pretrained
 from gpt1_tf.network.config import ModelConfig
 from gpt1_tf.network.model import TransformerModel
-from gpt1_tf.cli.export import read_pretrained
+from gpt1_tf.weights.formats import read_pretrained
 from gpt1_tf.weights.convert import config_of_params, from_params, to_params
 
 HF = os.path.join(FIXTURES, "hf")

@@ -230,7 +230,7 @@ class ParamsFileTest(tf.test.TestCase):
         missing = os.path.join(tempfile.mkdtemp(), "model")
         self.assertRaisesRegex(DataError, r"openai-gpt\)$", pretrained.load_shards, missing)
         self.assertRaisesRegex(DataError, r"\); or this$", pretrained.load_shards, missing, "or this")
-        from gpt1_tf.cli.export import read_pretrained  # train.py's --model_dir
+        from gpt1_tf.weights.formats import read_pretrained  # train.py's --model_dir
         for folder in (missing, os.path.dirname(missing)):  # no folder; a folder without params_shapes.json
             self.assertRaisesRegex(DataError, r"\); or --n_transfer -1 to train from scratch$", read_pretrained, folder)
 
