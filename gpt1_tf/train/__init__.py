@@ -1,7 +1,8 @@
-"""Running GPT-1's training: the tower trainer, the fine-tuning and pretraining loops and what they share.
+"""Running GPT-1's training: the trainer core, the fine-tuning and pretraining runs, and what they share.
 
-trainer (the tower step of the original's `mgpu_train`), finetune (the fine-tuning run),
-pretraining (the language-model trainer and its cluster), devices (where the towers go),
-checkpoints, logs (the run log), evaluate, interrupts (Ctrl-C), memory (estimate before
-building), analysis (the original's report of a submission).
+core (the trainer core and the run skeleton both runs stand on), trainer (the tower step of the
+original's `mgpu_train`), finetune (the fine-tuning run, `RunConfig`), pretraining (the LM step and
+the pretraining run, `PretrainConfig`), devices (where fine-tuning's towers go), cluster (TF_CONFIG,
+pretraining's strategies), checkpoints, logs (the run log), evaluate, interrupts (Ctrl-C), memory
+(estimate before building), analysis (the original's report of a submission).
 """

@@ -14,10 +14,11 @@ import numpy as np
 
 from gpt1_tf.data.inputs import DataConfig
 from gpt1_tf.errors import Gpt1Error
-from gpt1_tf.files import FolderLock, atomic_write, check_output_folder
+from gpt1_tf.files import atomic_write, check_output_folder
 from gpt1_tf.network.config import ModelConfig, OptConfig, StepConfig
 from gpt1_tf.train import checkpoints, logs
-from gpt1_tf.train.interrupts import Interrupted, StopOnInterrupt
+from gpt1_tf.train.core import RunCore
+from gpt1_tf.train.interrupts import StopOnInterrupt
 from gpt1_tf.weights import pretrained
 
 EVAL_UPDATES = (1000, 2000, 4000, 8000, 16000, 32000)  # first-epoch evaluations of the original
@@ -101,7 +102,7 @@ def train(cfg):
             bar = tqdm(iter_data(trX, trM, trY, n_batch=n_batch_train, truncate=True), total=n_batches,
                        desc=f"epoch {run.n_epochs + 1}/{cfg.n_iter}", ncols=100, leave=False, file=sys.stderr)
             for position, (xmb, mmb, ymb) in enumerate(bar):
-                if position < run.start_position:
+                if position < run.position:
                     continue
                 result = trainer.train_step(xmb, mmb, ymb, trainer.n_updates)
                 run.record_step(result, bar)
@@ -111,7 +112,7 @@ def train(cfg):
                 if evaluate:
                     run.evaluate()
                 if evaluate or stop_now or stop.requested or (applied and n_updates % cfg.save_every == 0):
-                    run.checkpoint(position + 1, rng_state)
+                    run.checkpoint(position + 1, rng_state=checkpoints.rng_to_json(rng_state))
                 if stop_now or stop.requested:
                     bar.close()
                     return run.stop_early(stop.requested)
@@ -194,66 +195,50 @@ def build_trainer(cfg, model_cfg, opt_cfg):
     return trainer, towers_note
 
 
-class Run(logs.HeldRun):
+class Run(RunCore):
     """The outputs of one run: log, TensorBoard, checkpoints, best params, submission; and the loop's state."""
 
     def __init__(self, cfg, data):
+        run_dir = os.path.join(cfg.save_dir, cfg.desc)
+        super().__init__(run_dir=run_dir, log_dir=cfg.log_dir, desc=cfg.desc, command_line=cfg.command_line,
+                         flags=checkpoints.run_flags(cfg.command_line), resume=cfg.resume)
         self.cfg, self.data = cfg, data
         self.n_batch_train = cfg.n_batch * cfg.n_gpu
-        run_dir = os.path.join(cfg.save_dir, cfg.desc)
         self.params_path = os.path.join(run_dir, "best_params.jl")
-        self.log_path = os.path.join(cfg.log_dir, f"{cfg.desc}.jsonl")
         self.submission_paths = [os.path.join(cfg.submission_dir, t.submission) for t in data.tests]
-        self.tensorboard_dir = os.path.join(cfg.log_dir, cfg.desc)
         for path, flag in ((run_dir, "--save_dir"), (self.tensorboard_dir, "--log_dir")) + (
                 ((cfg.submission_dir, "--submission_dir"),) if cfg.submit else ()):
             check_output_folder(path, flag)
         for path in (self.log_path, self.params_path, *self.submission_paths):
             if os.path.isdir(path):
                 raise Gpt1Error(f"{path}: is a folder; the run writes a file there")
-        self.lock = FolderLock(run_dir)
-        self.n_epochs, self.best_score, self.n_skipped, self.start_position = 0, 0.0, 0, 0
+        self.best_score, self.n_skipped = 0.0, 0
         self.last_scores = {}  # the latest evaluation's validation scores, for the progress bar
 
     def hold(self, trainer):
         """Lock the run folder, then resume from the newest checkpoint (--resume) or start afresh."""
-        self.trainer = trainer
-        self.lock.acquire()
-        try:
-            self._start()
-        except BaseException:
-            self.lock.release()
-            raise
-        return self
-
-    def _start(self):
-        import tensorflow as tf
-        cfg, trainer = self.cfg, self.trainer
         parts = dict(model=trainer.model, optimizer=trainer.optimizer)
         if trainer.loss_scale is not None:
             parts["loss_scale"] = trainer.loss_scale
-        self.checkpointer = checkpoints.Checkpointer(
-            cfg.checkpoint_dir, parts, checkpoints.run_flags(cfg.command_line),
-            n_updates_fn=lambda: trainer.n_updates)
-        state = self.checkpointer.restore_latest() if cfg.resume else None
-        if cfg.resume and state is None:
-            if cfg.n_transfer >= 0:
+        return super().hold(trainer, parts)
+
+    def resumed(self, state):
+        if state is None and self.resume:
+            if self.cfg.n_transfer >= 0:
                 raise Gpt1Error("--resume found no checkpoint and the pretrained weights were not loaded; "
                                 "run again without --resume")
             print("no checkpoint to resume from: starting a new run", file=sys.stderr)
         self.remove_stale_temp_files()
         if state is not None:
-            self.logger = logs.ResultLogger(self.log_path, lines=state["log_lines"])
+            super().resumed(state)
             np.random.set_state(checkpoints.rng_from_json(state["rng_state"]))
-            self.n_epochs, self.best_score = state["n_epochs"], state["best_score"]
-            self.start_position, self.n_skipped = state["position"], state.get("n_skipped", 0)
-            print(f"resumed at update {state['n_updates']} (epoch {state['n_epochs']}, batch {self.start_position})")
-        else:
-            self.checkpointer.start_fresh()
-            self.logger = logs.ResultLogger(self.log_path, **cfg.command_line)
-            if cfg.submit:
-                self.save_params()
-        self.writer = tf.summary.create_file_writer(self.tensorboard_dir)
+            self.best_score, self.n_skipped = state["best_score"], state.get("n_skipped", 0)
+            print(f"resumed at update {state['n_updates']} (epoch {state['n_epochs']}, batch {self.position})")
+        return state
+
+    def started_fresh(self):
+        if self.cfg.submit:
+            self.save_params()
 
     def record_step(self, result, bar):
         """Log what became of a step: an update (TensorBoard), a skipped one, or stop on a divergence."""
@@ -331,23 +316,11 @@ class Run(logs.HeldRun):
                 if k not in ("n_epochs", "n_updates"):
                     tf.summary.scalar(k, v)
 
-    def checkpoint(self, position, rng_state):
-        self.checkpointer.write(dict(
-            n_updates=self.trainer.n_updates, n_epochs=self.n_epochs, position=position, best_score=self.best_score,
-            n_skipped=self.n_skipped, rng_state=checkpoints.rng_to_json(rng_state), log_lines=self.logger.lines))
-
-    def end_epoch(self):
-        self.start_position = 0
-        self.n_epochs += 1
-        self.evaluate()
-        self.checkpoint(0, np.random.get_state())
-
-    def stop_early(self, interrupted):
-        n = self.trainer.n_updates
-        if interrupted:
-            raise Interrupted(n)
-        print(f"stopped after update {n} (--stop_after_updates); continue with --resume")
-        return self.trainer
+    def checkpoint_state(self):
+        # rng_state: the NumPy RNG at the start of the epoch a resumed run goes on with (now, at an
+        # epoch's end; mid-epoch the loop passes the state it shuffled with, which replays the shuffle)
+        return dict(best_score=self.best_score, n_skipped=self.n_skipped,
+                    rng_state=checkpoints.rng_to_json(np.random.get_state()))
 
     def save_params(self):
         # views, not copies: writing the file adds no memory at the run's peak

@@ -44,18 +44,6 @@ def record_kind(record):
     return kinds[0] if len(kinds) == 1 else None
 
 
-class HeldRun:
-    """What a run holds while it writes (`with run.hold(...)`): its folder's lock (`self.lock`) and a
-    TensorBoard writer (`self.writer`); leaving flushes the writer and releases the lock."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.writer.flush()
-        self.lock.release()
-
-
 class ResultLogger:
     """The original jsonl log (first line: all arguments + time), rewritten atomically on each line."""
 

@@ -1,6 +1,9 @@
 """The paper's unsupervised stage: GPT-1's language model trained on raw text, on tf.distribute.
 
-Where it runs: `gpt1_tf.train.cluster` (a TF_CONFIG cluster, several GPUs, or one device).
+`pretrain(cfg)` (a `PretrainConfig`) reads top to bottom: corpus -> windows -> configs -> cluster ->
+model and optimizer -> epochs of updates with held-out evaluations and checkpoints -> the
+original's shards in --out. Where it runs: `gpt1_tf.train.cluster` (a TF_CONFIG cluster, several
+GPUs, or one device); the corpus: `gpt1_tf.data.corpus`; the run's skeleton: `gpt1_tf.train.core`.
 
 The step (`LMTrainer.train_step`): each replica's mean next-token loss over its windows (the
 tied head over the token rows, `heads.next_token_losses`) and its gradients; the replicas'
@@ -21,14 +24,13 @@ import tensorflow as tf
 
 from gpt1_tf.data import corpus
 from gpt1_tf.errors import Gpt1Error
-from gpt1_tf.files import FolderLock, atomic_folder, atomic_write, check_new_output, check_output_folder
+from gpt1_tf.files import atomic_folder, atomic_write, check_new_output, check_output_folder
 from gpt1_tf.network.config import ModelConfig, OptConfig
 from gpt1_tf.network.heads import next_token_losses
-from gpt1_tf.network.model import TransformerModel, with_positions
-from gpt1_tf.network.opt import OpenAIAdam
+from gpt1_tf.network.model import with_positions
 from gpt1_tf.train import checkpoints, logs
-from gpt1_tf.train.interrupts import Interrupted, StopOnInterrupt
-from gpt1_tf.train.logs import HeldRun, ResultLogger
+from gpt1_tf.train.core import RunCore, TrainerCore
+from gpt1_tf.train.interrupts import StopOnInterrupt
 from gpt1_tf.weights import pretrained
 
 @dataclasses.dataclass(frozen=True)
@@ -72,18 +74,12 @@ class PretrainConfig:
         return os.path.join(self.save_dir, self.desc, "checkpoints")
 
 
-class LMTrainer:
-    """The body (`TransformerModel`'s transformer), the original Adam, and the compiled LM step."""
+class LMTrainer(TrainerCore):
+    """The compiled LM step over the trainer core: the body's parameters (the classifier is not trained), Adam."""
 
     def __init__(self, model_cfg, opt_cfg, strategy, seed=42):
-        self.cfg, self.strategy, self.seed = model_cfg, strategy, seed
-        with strategy.scope():
-            self.model = TransformerModel(model_cfg)
-            self.params = self.model.transformer.params_in_order()  # the classifier is not trained
-            self.optimizer = OpenAIAdam(opt_cfg)
-            self.optimizer.build(self.params)
+        super().__init__(model_cfg, opt_cfg, strategy, seed, trained=lambda model: model.transformer.params_in_order())
         self._grads_fn = tf.function(self._grads)
-        self._apply_fn = tf.function(lambda grads: self.optimizer.apply(grads, self.params))
         self._loss_fn = tf.function(self.loss)
 
     def loss(self, ids, seed=None):
@@ -112,7 +108,7 @@ class LMTrainer:
         if not (np.isfinite(loss) and np.isfinite(norm)):
             raise Gpt1Error(f"update {self.n_updates + 1}: the loss or gradient is not finite (loss {loss}, "
                             f"norm {norm}); lower --lr, or --resume from the last checkpoint")
-        lr = float(self.optimizer.scheduled_rate())
+        lr = self.scheduled_rate()
         self._apply_fn(grads)
         return loss, norm, lr
 
@@ -123,10 +119,6 @@ class LMTrainer:
             ids = tf.constant(windows[start:start + batch])
             total += float(self._loss_fn(ids)) * len(ids)
         return total / len(windows)
-
-    @property
-    def n_updates(self):
-        return int(self.optimizer.iterations.numpy())
 
 
 # flags a --resume may change besides train.py's (checkpoints.RESUME_FREE): how often, how long to wait
@@ -183,78 +175,59 @@ def pretrain(cfg):
     import keras
     keras.utils.set_random_seed(cfg.seed)  # the initial weights: the same at any number of workers
     trainer = LMTrainer(model_cfg, opt_cfg, strategy, cfg.seed)
-    run = PretrainRun(cfg, trainer, chief=is_chief(strategy))
+    valid = corpus.window_ids(tokens, range(n_train, n_train + n_valid), cfg.model.n_ctx)
+    run = PretrainRun(cfg, valid, chief=is_chief(strategy))
     run.say(describe(strategy))
     run.say(corpus_line)
-    valid = corpus.window_ids(tokens, range(n_train, n_train + n_valid), cfg.model.n_ctx)
-    with run.hold(), StopOnInterrupt() as stop:
+    with run.hold(trainer), StopOnInterrupt() as stop:
         for epoch in range(run.n_epochs, cfg.n_iter):
             order = corpus.epoch_order(n_train, cfg.n_batch, cfg.seed, epoch)
             for position, ids in run.epoch(tokens, order, strategy):
                 run.record(*trainer.train_step(ids))
                 n = trainer.n_updates
                 if n % cfg.eval_every == 0:
-                    run.evaluate(valid)
+                    run.evaluate()
                 stop_now = cfg.stop_after_updates is not None and n >= cfg.stop_after_updates
                 if stop_now or stop.requested or n % cfg.save_every == 0:
                     run.checkpoint(position + 1)
-                if stop.requested:
-                    raise Interrupted(n)
-                if stop_now:
-                    run.say(f"stopped after update {n}: continue with --resume")
-                    return trainer
-            run.end_epoch(valid)
+                if stop_now or stop.requested:
+                    return run.stop_early(stop.requested)
+            run.end_epoch()
         run.write_shards()
     return trainer
 
 
-class PretrainRun(HeldRun):
-    """What a pretraining run writes (the chief only): log, TensorBoard scalars, checkpoints, shards."""
+class PretrainRun(RunCore):
+    """What a pretraining run writes (the chief only): log, TensorBoard scalars, checkpoints, shards.
 
-    def __init__(self, cfg, trainer, chief):
-        self.cfg, self.trainer, self.chief = cfg, trainer, chief
-        self.n_epochs, self.position, self.losses = 0, 0, []
-        self.evaluated_at = None  # the update of the latest evaluation: one evaluation per update
-        self.log_path = os.path.join(cfg.log_dir, f"{cfg.desc}.jsonl")
-        ckpt_dir = os.path.join(cfg.save_dir, cfg.desc, "checkpoints")
-        parts = {"model": trainer.model, "optimizer": trainer.optimizer}
+    `valid`: the held-out windows [n, n_ctx] that each evaluation scores.
+    """
+
+    def __init__(self, cfg, valid, chief):
         flags = {k: v for k, v in checkpoints.run_flags(cfg.command_line).items() if k not in RESUME_FREE}
-        self.checkpointer = checkpoints.Checkpointer(ckpt_dir, parts, flags, n_updates_fn=lambda: trainer.n_updates)
-        self.logger = self.writer = self.lock = self.bar = None
+        super().__init__(run_dir=os.path.join(cfg.save_dir, cfg.desc), log_dir=cfg.log_dir, desc=cfg.desc,
+                         command_line=cfg.command_line, flags=flags, resume=cfg.resume, chief=chief,
+                         what="pretraining run")
+        self.cfg, self.valid, self.losses = cfg, valid, []
+        self.evaluated_at = None  # the update of the latest evaluation: one evaluation per update
+        self.bar = None
+
+    def hold(self, trainer):
+        """Restore (--resume), then open the log and the TensorBoard writer (chief); a context manager."""
+        return super().hold(trainer, {"model": trainer.model, "optimizer": trainer.optimizer})
 
     def __exit__(self, *exc):
         if self.bar is not None:
             self.bar.close()  # an error's line then starts where the bar was, not after it
         super().__exit__(*exc)
 
-    def say(self, line):
-        if self.chief:
-            print(line, flush=True)
-
-    def hold(self):
-        """Restore (--resume), then open the log and the TensorBoard writer (chief); a context manager."""
-        import contextlib
-        state = self._restore()
-        if not self.chief:
-            return contextlib.nullcontext()
-        import tensorflow as tf
-        self.lock = FolderLock(os.path.join(self.cfg.save_dir, self.cfg.desc), "pretraining run").acquire()
-        if state is None:
-            self.checkpointer.start_fresh()
-        lines = state["log_lines"] if state else None
-        self.logger = ResultLogger(self.log_path, lines, **({} if lines else self.cfg.command_line))
-        self.writer = tf.summary.create_file_writer(os.path.join(self.cfg.log_dir, self.cfg.desc))
-        return self
-
-    def _restore(self):
-        if not self.cfg.resume:
-            return None
-        state = self.checkpointer.restore_latest()
-        if state is None:
+    def resumed(self, state):
+        if self.resume and state is None:
             raise Gpt1Error(f"--resume: no checkpoint in {self.checkpointer.ckpt_dir}")
-        self.n_epochs, self.position = state["n_epochs"], state["position"]
-        self.evaluated_at = logs.last_evaluation_update(state["log_lines"])
-        self.say(f"resumed from update {state['n_updates']} (epoch {self.n_epochs + 1}, batch {self.position})")
+        if state is not None:
+            super().resumed(state)
+            self.evaluated_at = logs.last_evaluation_update(state["log_lines"])
+            self.say(f"resumed from update {state['n_updates']} (epoch {self.n_epochs + 1}, batch {self.position})")
         return state
 
     def epoch(self, tokens, order, strategy):
@@ -286,7 +259,7 @@ class PretrainRun(HeldRun):
                 tf.summary.scalar("learning_rate", lr)
                 tf.summary.scalar("grad_norm", norm)
 
-    def evaluate(self, valid):
+    def evaluate(self):
         """Held-out loss and perplexity, logged with the mean training loss since the last evaluation.
 
         Once per update: an evaluation that falls on an epoch's end is not repeated there. A value
@@ -296,7 +269,7 @@ class PretrainRun(HeldRun):
         if n == self.evaluated_at:
             return
         self.evaluated_at = n
-        va = self.trainer.evaluate(valid) if len(valid) else None
+        va = self.trainer.evaluate(self.valid) if len(self.valid) else None
         tr = sum(self.losses) / len(self.losses) if self.losses else None
         ppl = None if va is None else math.exp(va)
         self.losses = []
@@ -310,17 +283,6 @@ class PretrainRun(HeldRun):
                     tf.summary.scalar(name, value)
         self.bar.write(f"{self.n_epochs} {n} train loss {_num(tr, '.3f')}  held-out loss {_num(va, '.3f')}  "
                        f"perplexity {_num(ppl, '.2f')}")
-
-    def checkpoint(self, position):
-        if self.chief:
-            self.checkpointer.write(dict(n_updates=self.trainer.n_updates, n_epochs=self.n_epochs, position=position,
-                                         log_lines=self.logger.lines))
-
-    def end_epoch(self, valid):
-        self.position = 0
-        self.n_epochs += 1
-        self.evaluate(valid)
-        self.checkpoint(0)
 
     def write_shards(self):
         """The trained body as the original's shards (`params_*.npy`, `params_shapes.json`), whole or not at all."""

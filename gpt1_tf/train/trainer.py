@@ -18,8 +18,7 @@ import tensorflow as tf
 from gpt1_tf.network.config import StepConfig, check_compatible
 from gpt1_tf.errors import ConfigError
 from gpt1_tf.network.heads import train_loss
-from gpt1_tf.network.model import TransformerModel
-from gpt1_tf.network.opt import OpenAIAdam
+from gpt1_tf.train.core import TrainerCore
 
 # what became of a step's gradients (StepResult.status)
 APPLIED, NONFINITE, LOSS_SCALE_OVERFLOW = "applied", "nonfinite", "loss_scale_overflow"
@@ -86,8 +85,8 @@ class DynamicLossScale(tf.Module):
             self.good_steps.assign(0)
 
 
-class Trainer:
-    """The model, the optimizer and the compiled train/eval steps on a strategy's towers.
+class Trainer(TrainerCore):
+    """The compiled train/eval steps on a strategy's towers, over the trainer core (model, Adam, the update).
 
     `step_cfg` (`StepConfig`) says how the steps compute; its default path changes no output,
     only the work done, but float sums run in another order, so parameters agree with the
@@ -110,14 +109,10 @@ class Trainer:
         if fused_apply and replicas > 1:
             # XLA compiles the update for one device; mirrored variables live on several
             raise ConfigError(f"fused_apply (the XLA-compiled Adam update) runs on one device, not {replicas}")
-        self.cfg, self.opt_cfg, self.step_cfg = model_cfg, opt_cfg, step_cfg
-        self.strategy, self.lm_coef, self.seed = strategy, lm_coef, seed
+        super().__init__(model_cfg, opt_cfg, strategy, seed, trained=lambda model: model.params_in_order(),
+                         jit_apply=fused_apply or None)
+        self.step_cfg, self.lm_coef = step_cfg, lm_coef
         self.loss_scale = DynamicLossScale() if model_cfg.compute_dtype == "float16" else None
-        with strategy.scope():
-            self.model = TransformerModel(model_cfg)
-            self.params = self.model.params_in_order()
-            self.optimizer = OpenAIAdam(opt_cfg)
-            self.optimizer.build(self.params)
         # untrimmed batches have a static length: Grappler then folds constants as in the original graph
         T = None if step_cfg.trim else model_cfg.n_ctx
         # [examples, K sequences, T, 2]: K is the task's (1, 2, or the number of choices)
@@ -133,7 +128,6 @@ class Trainer:
         self._grads_fn = tf.function(self._grads, input_signature=[x_spec, m_spec, y_spec, seed_spec, first_spec, scalar])
         self._add_fn = tf.function(lambda total, grads: [a + g for a, g in zip(total, grads)])
         self._mean_fn = tf.function(self._mean)
-        self._apply_fn = tf.function(self._apply, jit_compile=fused_apply or None)
         self._eval_fn = tf.function(self._eval, input_signature=[x_spec, m_spec, y_spec], jit_compile=xla)
 
     # --- training -------------------------------------------------------------------------------
@@ -173,9 +167,6 @@ class Trainer:
         """The mean over the towers of their summed gradients (the original average_grads), its global norm."""
         grads = [g / self.n_towers for g in total] if self.n_towers > 1 else total
         return grads, tf.linalg.global_norm(grads)
-
-    def _apply(self, grads, norm):
-        self.optimizer.apply(grads, self.params, global_norm=norm)  # clips by global norm, then the original Adam
 
     def compute_gradients(self, X, M, Y, n_update):
         """Tower-averaged gradients of one global batch; also clf losses [B] and the global norm.
@@ -231,7 +222,7 @@ class Trainer:
             return StepResult(LOSS_SCALE_OVERFLOW, loss, norm_value, None)
         if not (math.isfinite(loss) and math.isfinite(norm_value)):
             return StepResult(NONFINITE, loss, norm_value, None)
-        lr = float(self.optimizer.scheduled_rate())  # this update's scheduled rate (read before it counts)
+        lr = self.scheduled_rate()  # this update's (read before it counts)
         self.apply_gradients(grads, norm)
         return StepResult(APPLIED, loss, norm_value, lr)
 
@@ -254,7 +245,3 @@ class Trainer:
         parts = [self._eval_fn(*part) for part in zip(*(np.array_split(a, calls) for a in (X, M, y)))]
         logits, losses = (np.concatenate([p[i].numpy() for p in parts]) for i in (0, 1))
         return logits, (None if Y is None else losses)
-
-    @property
-    def n_updates(self):
-        return int(self.optimizer.iterations.numpy())
