@@ -14,7 +14,8 @@ from gpt1_tf.train import analysis
 from gpt1_tf.data.rocstories import HEADER, TEST_FILE, VAL_FILE, _rocstories, rocstories, rocstories_test_labels
 from gpt1_tf.errors import DataError
 from gpt1_tf.network.tokens import special_ids
-from gpt1_tf.data.transforms import compute_n_ctx, encode_dataset, iter_data, max_len_for, transform_roc
+from gpt1_tf.data.batching import iter_data
+from gpt1_tf.data.transforms import compute_n_ctx, encode_dataset, max_len_for, transform_roc
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_DIR = os.path.join(REPO, "datasets", "rocstories_sample")

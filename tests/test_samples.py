@@ -19,7 +19,8 @@ import numpy as np
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from gpt1_tf.data.tasks import generic, read_task
+from gpt1_tf.data.generic import generic
+from gpt1_tf.data.inputs import read_task
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATASETS = os.path.join(REPO, "datasets")

@@ -8,7 +8,13 @@ import tempfile
 import unittest
 
 from gpt1_tf.errors import DataError
-from gpt1_tf.data.tasks import TASKS, Example, generic, glue, race, read_task, scitail, snli
+from gpt1_tf.data.generic import generic
+from gpt1_tf.data.glue import glue, scitail
+from gpt1_tf.data.inputs import read_task
+from gpt1_tf.data.race import race
+from gpt1_tf.data.rows import Example
+from gpt1_tf.data.snli import snli
+from gpt1_tf.data.tasks import TASKS
 
 MNLI_TRAIN_HEAD = ("index promptID pairID genre sentence1_binary_parse sentence2_binary_parse sentence1_parse "
                    "sentence2_parse sentence1 sentence2").split()

@@ -18,7 +18,7 @@ from helpers import (N_CTX, N_VOCAB, assert_same_step, final_checkpoint_arrays, 
 from gpt1_tf import metrics
 from gpt1_tf.network.config import ModelConfig, OptConfig, StepConfig
 from gpt1_tf.network.model import TransformerModel
-from gpt1_tf.data.tasks import Example
+from gpt1_tf.data.rows import Example
 from gpt1_tf.train.trainer import Trainer, trim_to_longest
 from gpt1_tf.data.transforms import transform_task
 

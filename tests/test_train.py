@@ -14,7 +14,6 @@ import tensorflow as tf
 from helpers import (ADAM_CASES, TINY, assert_parity_after_steps, final_checkpoint_arrays, load_batches,
                      load_fixture, log_without_time, model_config, params_of, run_train, write_tiny_cloze)
 from gpt1_tf.cli import train as train_cli
-from gpt1_tf.train import finetune
 from gpt1_tf.network.config import OptConfig, StepConfig
 from gpt1_tf.weights.pretrained import get_params, save_shards, set_params
 

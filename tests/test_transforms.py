@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpt1_tf.network import tokens
-from gpt1_tf.data.tasks import Example
+from gpt1_tf.data.rows import Example
 from gpt1_tf.data.transforms import (N_FIELDS, max_field_len, task_n_ctx, transform_roc, transform_task)
 
 V = 10  # vocabulary: _start_ 10, _delimiter_ 11, _classify_ 12, positions from 13

@@ -1,7 +1,9 @@
-"""The data half: readers (files -> examples), input transformations (examples -> arrays), batching.
+"""The data half: readers (files -> examples), input transformations (examples -> arrays), batching, splits.
 
-Readers, one module a source: rocstories (Story Cloze), tasks (GLUE, SNLI, SciTail, RACE, generic
-files), corpus (raw text for pretraining). text_utils is the original's BPE encoder; transforms
-the input transformations of the paper's four task formats; inputs what a fine-tuning run reads
-(its splits as model arrays). vocab/ holds the BPE vocabulary (MIT, OpenAI). No TensorFlow.
+Readers, one module a source: rocstories (Story Cloze), glue (GLUE and SciTail), snli, race,
+generic (a user's CSV, TSV or JSONL files), corpus (raw text for pretraining); rows what they
+share (`Example`, numbered lines and records), tasks the named tasks' shapes and files. text_utils
+is the original's BPE encoder (vocab/: its vocabulary, MIT, OpenAI); transforms the paper's input
+transformations; batching the original's `iter_data`; splits its seeded train/valid split; inputs
+what a fine-tuning run reads (its splits as model arrays). No TensorFlow.
 """

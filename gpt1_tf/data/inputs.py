@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from gpt1_tf import metrics
-from gpt1_tf.data import tasks, transforms
+from gpt1_tf.data import generic, glue, race, snli, tasks, transforms
 from gpt1_tf.errors import DataError
 
 ROCSTORIES_SUBMISSION = "ROCStories.tsv"
@@ -135,9 +135,17 @@ def read_examples(cfg):
     if cfg.dataset == "generic":
         return read_generic(cfg)
     spec = tasks.TASKS[cfg.dataset]
-    examples = tasks.read_task(cfg.dataset, cfg.data_dir)
+    examples = read_task(cfg.dataset, cfg.data_dir)
     submissions = dict(spec.submission) or {"test": SUBMISSIONS[cfg.dataset]}
     return spec.format, spec.labels, examples, submissions
+
+
+def read_task(name, data_dir, splits=None):
+    """The splits of any task in `tasks.TASKS`, by its source's reader: {split: [Example]}."""
+    dataset = tasks.spec(name).dataset
+    if dataset == "glue":
+        return glue.glue(name, data_dir, splits)
+    return {"snli": snli.snli, "scitail": glue.scitail, "race": race.race}[dataset](data_dir, splits)
 
 
 def generic_files(data_dir):
@@ -168,8 +176,8 @@ def read_generic(cfg):
     if not labels and cfg.task_format == "multiple_choice":
         labels = tuple(str(k) for k in range(len(cfg.choice_columns)))  # the right choice's position
     elif not labels and cfg.task_format != "similarity":  # similarity without --labels: a real-valued score
-        labels = tuple(tasks.generic_labels(paths["train"], cfg.label_column))
-    examples = tasks.generic(paths, text_columns=cfg.text_columns, label_column=cfg.label_column,
+        labels = tuple(generic.generic_labels(paths["train"], cfg.label_column))
+    examples = generic.generic(paths, text_columns=cfg.text_columns, label_column=cfg.label_column,
                                  task_format=cfg.task_format, labels=labels or None,
                                  choice_columns=cfg.choice_columns or ())
     if "dev" not in examples:

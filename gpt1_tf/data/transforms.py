@@ -1,15 +1,13 @@
-"""Input transformations (encoded Story Cloze examples -> model arrays X, M) and batching; NumPy only.
+"""Input transformations (encoded examples of the paper's four task formats -> model arrays X, M); NumPy only.
 
 Mirrors the data half of `train.py` in openai/finetune-transformer-lm (`encode_dataset`,
-`transform_roc`, `iter_data`). The readers (files -> examples) are `gpt1_tf.data.rocstories`; the token
+`transform_roc`; its `iter_data` is `gpt1_tf.data.batching`). The readers (files -> examples) are `gpt1_tf.data.rocstories`; the token
 layout (special ids, position ids) is `gpt1_tf.network.tokens`.
 """
 
 import dataclasses
-import sys
 
 import numpy as np
-from tqdm import tqdm
 
 from gpt1_tf.network import tokens
 from gpt1_tf.network.config import TASK_FORMATS
@@ -173,24 +171,3 @@ def transform_task(task_format, examples, *, n_ctx, n_vocab, max_len=None):
         raise ValueError(f"examples have different numbers of sequences ({sorted(K)}): give every example "
                          "the same number of choices")
     return model_arrays(sequences, K.pop() if K else 1, n_ctx=n_ctx, n_vocab=n_vocab)
-
-
-def iter_data(*datas, n_batch=128, truncate=False, verbose=False, max_batches=float("inf"), desc=None):
-    """Yield batches of `n_batch` rows: one array if one data, else a tuple of slices.
-
-    `truncate` drops the last partial batch (training); `max_batches` stops early.
-    """
-    n = len(datas[0])
-    if truncate:
-        n = (n // n_batch) * n_batch
-    n = int(min(n, max_batches * n_batch))
-    batches = range(0, n, n_batch)
-    if verbose:
-        batches = tqdm(batches, total=len(batches), file=sys.stderr, ncols=80, leave=False, desc=desc)
-    for n_batches, i in enumerate(batches):
-        if n_batches >= max_batches:
-            return
-        if len(datas) == 1:
-            yield datas[0][i : i + n_batch]
-        else:
-            yield tuple(d[i : i + n_batch] for d in datas)

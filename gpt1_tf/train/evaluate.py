@@ -1,7 +1,7 @@
 """Evaluation and prediction over whole splits: the original's `iter_apply` and `iter_predict`."""
 import numpy as np
 
-from gpt1_tf.data.transforms import iter_data
+from gpt1_tf.data.batching import iter_data
 
 
 def iter_apply(trainer, Xs, Ms, Ys, *, n_batch, desc=None):

@@ -95,7 +95,7 @@ def train(cfg):
         from sklearn.utils import shuffle
         from tqdm import tqdm
         from gpt1_tf.train.trainer import APPLIED
-        from gpt1_tf.data.transforms import iter_data
+        from gpt1_tf.data.batching import iter_data
         for _ in range(run.n_epochs, cfg.n_iter):
             rng_state = np.random.get_state()
             trX, trM, trY = shuffle(train_split.X, train_split.M, train_split.Y, random_state=np.random.mtrand._rand)
