@@ -2,7 +2,7 @@
 
 - greedy continuations equal transformers' 24 tokens (`fixtures/hf/expected.npz`), through the HF
   weights and the same arrays converted to the original's shards, with and without XLA;
-- each cached step gives the logits of a full forward over the whole prefix (1e-5);
+- each cached step gives the logits and hidden states of a full forward over the whole prefix (1e-5);
 - the softmax covers the n_vocab token rows only: a special row that would win the full table's
   argmax is never picked;
 - sampling draws from the filtered softmax (frequencies, top-k, top-p against NumPy);
@@ -27,7 +27,7 @@ from gpt1_tf.network import tokens
 from gpt1_tf.weights import pretrained
 from gpt1_tf.network.config import ModelConfig, Sampling
 from gpt1_tf.lm.generation import Generator, filter_logits, token_losses, windows
-from gpt1_tf.network.model import TransformerModel
+from gpt1_tf.network.model import TransformerModel, with_positions
 from gpt1_tf.weights.convert import model_config, to_params
 
 HF_BARE = os.path.join(FIXTURES, "hf", "bare")
@@ -80,14 +80,36 @@ class GreedyParityTest(tf.test.TestCase):
 class CacheTest(tf.test.TestCase):
     def test_each_cached_step_gives_the_full_forward_logits(self):
         model = tiny_model(1)
-        generator = Generator(model)
+        generator, body = Generator(model), model.transformer
         ids = np.random.RandomState(0).randint(0, N_VOCAB + 3, 12).astype(np.int32)
         want = full_logits(model, ids)
-        h, cache = generator._forward(tf.constant(ids[None, :5]), 0, generator.empty_cache(1))
+        h, cache = body.hidden_with_cache(tf.constant(ids[None, :5]), body.empty_cache(1), 0)
         self.assertAllClose(generator.next_logits(h[:, -1])[0], want[4], atol=TOL, rtol=0)
         for t in range(5, 12):
-            h, cache = generator._forward(tf.constant(ids[None, t:t + 1]), tf.constant(t), cache)
+            h, cache = body.hidden_with_cache(tf.constant(ids[None, t:t + 1]), cache, tf.constant(t))
             self.assertAllClose(generator.next_logits(h[:, -1])[0], want[t], atol=TOL, rtol=0, msg=f"position {t}")
+
+    def test_cached_states_equal_the_full_forwards(self):
+        # the blocks given a cache (the generator's pass) and without one (training's) must agree:
+        # two sequences, a prompt then one token a call, or one token a call from position 0
+        model = tiny_model(10)
+        body = model.transformer
+        ids = np.random.RandomState(3).randint(0, N_VOCAB + 3, (2, N_CTX)).astype(np.int32)
+        want = body.hidden(with_positions(tf.constant(ids), model.cfg))[0]
+        for prompt in (4, 1):
+            with self.subTest(prompt=prompt):
+                h, cache = body.hidden_with_cache(tf.constant(ids[:, :prompt]), body.empty_cache(2), 0)
+                got = [h]
+                for t in range(prompt, N_CTX):
+                    h, cache = body.hidden_with_cache(tf.constant(ids[:, t:t + 1]), cache, tf.constant(t))
+                    got.append(h)
+                self.assertEqual(cache.shape, body.empty_cache(2).shape)
+                self.assertAllClose(tf.concat(got, 1), want, atol=TOL, rtol=0)
+
+    def test_several_positions_only_at_the_start(self):
+        body = tiny_model(11).transformer
+        with self.assertRaisesRegex(ValueError, "cache_update_index 0 only"):
+            body.hidden_with_cache(tf.constant([[1, 2]]), body.empty_cache(1), 3)
 
     def test_greedy_is_the_argmax_of_the_full_forward_each_step(self):
         model = tiny_model(2)

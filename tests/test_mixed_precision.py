@@ -64,7 +64,7 @@ class MixedPrecisionModelTest(tf.test.TestCase):
         for dtype in HALF:
             with self.subTest(dtype=dtype):
                 model = TransformerModel(config(dtype))
-                h, we = model.transformer(tf.reshape(X, [-1, N_CTX, 2]))
+                h, we = model.transformer.hidden(tf.reshape(X, [-1, N_CTX, 2]))
                 self.assertEqual(h.dtype, tf.as_dtype(dtype))
                 self.assertEqual(we.dtype, tf.float32)
                 self.assertTrue(all(p.dtype == "float32" for p in model.params_in_order()))
@@ -76,8 +76,8 @@ class MixedPrecisionModelTest(tf.test.TestCase):
         X, M, Y = story_batch(np.random.RandomState(3), 1)
         X2 = X.copy()
         X2[0, 0, 10:, 0] = (X2[0, 0, 10:, 0] + 1) % N_VOCAB
-        h1, _ = model.transformer(tf.reshape(X, [-1, N_CTX, 2]))
-        h2, _ = model.transformer(tf.reshape(X2, [-1, N_CTX, 2]))
+        h1, _ = model.transformer.hidden(tf.reshape(X, [-1, N_CTX, 2]))
+        h2, _ = model.transformer.hidden(tf.reshape(X2, [-1, N_CTX, 2]))
         self.assertAllEqual(h1[0, :10], h2[0, :10])
         self.assertNotAllClose(h1[0, 10:], h2[0, 10:])
 

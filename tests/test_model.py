@@ -110,10 +110,10 @@ class PiecesTest(tf.test.TestCase):
         rng = np.random.RandomState(3)
         X = rng.randint(0, 30, size=(2, 10, 2)).astype(np.int32)
         X[..., 1] = tokens.position_id(cfg.n_vocab, np.arange(10))
-        h1, _ = model.transformer(tf.constant(X))
+        h1, _ = model.transformer.hidden(tf.constant(X))
         X2 = X.copy()
         X2[:, 6:, 0] = rng.randint(0, 30, size=(2, 4))
-        h2, _ = model.transformer(tf.constant(X2))
+        h2, _ = model.transformer.hidden(tf.constant(X2))
         self.assertAllClose(h1[:, :6], h2[:, :6], atol=1e-6)
         self.assertGreater(np.abs(h1[:, 6:] - h2[:, 6:]).max(), 1e-3)
 
@@ -121,7 +121,7 @@ class PiecesTest(tf.test.TestCase):
         model, a, _ = fixture_model("fwd_relu")
         X = tf.reshape(a["X"], [-1, a["X"].shape[2], 2])
         M = tf.reshape(a["M"], [-1, a["M"].shape[2]])
-        h, we = model.transformer(X)
+        h, we = model.transformer.hidden(X)
         self.assertEqual(we.shape[0], model.cfg.n_table)  # positions included
         # numpy reference of the masked mean cross-entropy over all rows of we
         logits = h[:, :-1].numpy() @ we.numpy().T
@@ -140,7 +140,7 @@ class PiecesTest(tf.test.TestCase):
         X = rng.randint(0, 30, size=(3, 2, 8, 2)).astype(np.int32)
         X[..., 1] = tokens.position_id(cfg.n_vocab, np.arange(8))
         X[:, :, 5, 0] = cfg.clf_token
-        h, _ = model.transformer(tf.reshape(X, [-1, 8, 2]))
+        h, _ = model.transformer.hidden(tf.reshape(X, [-1, 8, 2]))
         pooled = tf.reshape(h[:, 5], [3, 2, 16]).numpy()
         model.clf.w.assign(np.ones((16, 1), np.float32))  # logit = sum of the (dropped) features + b
         seed = tf.constant([7, 9], tf.int64)

@@ -11,15 +11,15 @@ pytorch-openai-transformer-lm #36).
     losses = token_losses(model, text_ids)        # [len(text_ids) - 1] next-token losses (sliding windows)
 
 Generation runs one forward pass per new token over the cached keys and values of the positions
-before it: the cache is [n_layer, 2, B, n_head, n_ctx, d] with static shapes, and the loop a
-`tf.while_loop` in one `tf.function` (`jit_compile=True` compiles it with XLA). Each step computes
-what the full forward computes at that position (the same weights, layer norms and masked
-softmax), so greedy decoding gives the tokens a full re-run of the prefix would give.
+before it (`Transformer.hidden_with_cache`: the model's own blocks, given the cache): the cache is
+[n_layer, 2, B, n_head, n_ctx, d] with static shapes, and the loop a `tf.while_loop` in one
+`tf.function` (`jit_compile=True` compiles it with XLA). Each step computes what the full forward
+computes at that position (the same layers, weights and masked softmax), so greedy decoding gives
+the tokens a full re-run of the prefix would give.
 """
 import numpy as np
 import tensorflow as tf
 
-from gpt1_tf.network import ops, tokens
 from gpt1_tf.network.config import Sampling
 from gpt1_tf.errors import Gpt1Error
 from gpt1_tf.network.heads import next_token_losses, token_logits
@@ -45,69 +45,31 @@ def filter_logits(logits, sampling):
 
 
 class Generator:
-    """Decoding with a key/value cache for a `TransformerModel` (no dropout)."""
+    """Decoding with a key/value cache for a `TransformerModel` (no dropout): the loop and the sampling.
+
+    Each pass is the model's own (`Transformer.hidden_with_cache`); only the LM head is applied here.
+    """
 
     def __init__(self, model, jit_compile=False):
         self.model, self.cfg = model, model.cfg
         self._loop = tf.function(self._decode, jit_compile=jit_compile, reduce_retracing=True)
-
-    # --- one position of the network, against the cache -----------------------------------------
-    def _embed(self, ids, positions):
-        """Token + position rows of `we` for ids [B, S] at positions [S] -> [B, S, n_embd]."""
-        cfg, we = self.cfg, self.model.we
-        rows = tokens.position_id(cfg.n_vocab, positions, cfg.n_special)
-        return ops.to_dtype(tf.gather(we, ids) + tf.gather(we, rows)[None], cfg.compute_dtype)
-
-    def _attend(self, block, x, cache_kv, t0):
-        """Block attention of x [B, S, n] at positions t0.. against the cache; (output, new cache [2, B, H, C, d])."""
-        attn, n_head, n_ctx = block.attn, self.cfg.n_head, self.cfg.n_ctx
-        q, k, v = tf.split(attn.c_attn(x), 3, axis=2)
-        q, k, v = (ops.split_heads(z, n_head) for z in (q, k, v))  # [B, H, S, d]
-        S = tf.shape(x)[1]
-        kv = tf.stack([k, v])  # [2, B, H, S, d]
-        if x.shape[1] != 1:  # the prompt, at positions 0..S-1 (S is static under XLA: the input's shape)
-            kv = tf.pad(kv, [[0, 0], [0, 0], [0, 0], [0, n_ctx - S], [0, 0]])
-        # one new position: broadcast over the cache's positions, kept only at t0 (XLA: no dynamic slice)
-        written = tf.logical_and(tf.range(n_ctx) >= t0, tf.range(n_ctx) < t0 + S)[:, None]
-        cache_kv = tf.where(written, kv, cache_kv)
-        w = ops.to_dtype(tf.matmul(q, cache_kv[0], transpose_b=True), tf.float32)  # [B, H, S, C]
-        w = w * tf.math.rsqrt(tf.cast(ops.shape_list(v)[-1], w.dtype))
-        visible = tf.cast(tf.range(n_ctx)[None, :] <= (t0 + tf.range(S))[:, None], w.dtype)  # [S, C]
-        w = tf.nn.softmax(ops.mask_with(w, visible))
-        a = ops.merge_heads(tf.matmul(ops.to_dtype(w, v.dtype), cache_kv[1]))
-        return attn.c_proj(a), cache_kv
-
-    def _forward(self, ids, t0, cache):
-        """Hidden states [B, S, n_embd] of ids [B, S] at positions t0.., and the updated cache."""
-        h = self._embed(ids, t0 + tf.range(tf.shape(ids)[1]))
-        new = []
-        for i, block in enumerate(self.model.blocks):
-            a, kv = self._attend(block, h, cache[i], t0)
-            n = block.ln_1(h + a)
-            h = block.ln_2(n + block.mlp(n))
-            new.append(kv)
-        return h, tf.stack(new)
 
     def next_logits(self, h):
         """LM logits [B, n_vocab] of the last hidden states h [B, n_embd]: the tied head over the BPE rows."""
         return token_logits(h, self.model.we, self.cfg.n_vocab)
 
     # --- the loop ---------------------------------------------------------------------------------
-    def empty_cache(self, batch):
-        cfg = self.cfg
-        d = cfg.n_embd // cfg.n_head
-        return tf.zeros([cfg.n_layer, 2, batch, cfg.n_head, cfg.n_ctx, d], cfg.compute_dtype)
-
     def _decode(self, prompt, length, seed, sampling):
         """prompt [B, P] -> the `length` new ids [length, B]: the prompt in one pass, then one pass per token."""
+        body = self.model.transformer
         B, P = tf.shape(prompt)[0], tf.shape(prompt)[1]
-        h, cache = self._forward(prompt, 0, self.empty_cache(B))
+        h, cache = body.hidden_with_cache(prompt, body.empty_cache(B), 0)
         logits = self.next_logits(h[:, -1])
         out = tf.TensorArray(tf.int32, size=length)
 
         def step(i, logits, cache, out):
             tok = self._choose(logits, seed, i, sampling)
-            h, cache = self._forward(tok[:, None], P + i, cache)
+            h, cache = body.hidden_with_cache(tok[:, None], cache, P + i)
             return i + 1, self.next_logits(h[:, -1]), cache, out.write(i, tok)
 
         _, _, _, out = tf.while_loop(lambda i, *_: i < length, step, [0, logits, cache, out])

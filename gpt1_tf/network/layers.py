@@ -145,11 +145,14 @@ class Attention(_Layer):
         w = _dropout(w, self.attn_pdrop, seed, n_ctx=self.n_ctx, seq_axes=(2, 3))
         return tf.matmul(ops.to_dtype(w, v.dtype), v)  # [batch, heads, queries, features/heads]
 
-    def call(self, x, seed=None, layout=None, pool=None):
+    def call(self, x, seed=None, layout=None, pool=None, cache=None, cache_update_index=None):
         """x [batch, sequence, features], or packed [N, features] with its `packing.PackLayout`.
 
         With `pool` [batch] (no dropout): the output at that one position per sequence, [batch, features].
+        With `cache` (decoding, no dropout): see `_call_cached`; returns (output, updated cache).
         """
+        if cache is not None:
+            return self._call_cached(x, cache, cache_update_index)
         c = self.c_attn(x)
         if layout is not None:
             c = packing.unpack(c, layout)  # [batch, sequence, 3 * features]
@@ -167,6 +170,34 @@ class Attention(_Layer):
             a = packing.pack(a, layout)  # [N, features]
         a = self.c_proj(a)
         return _dropout(a, self.resid_pdrop, site_seed(seed, 1), n_ctx=self.n_ctx, seq_axes=(1,), layout=layout)
+
+    def _call_cached(self, x, cache, index):
+        """x [B, S, n] at positions index.. against the keys and values of the positions before.
+
+        cache [2, B, heads, n_ctx, d]: keys and values at every position, static shapes (XLA); the
+        rows of x are written at index.. and each query sees the positions up to its own. What `call`
+        computes at those positions (to rounding): q @ k over all n_ctx columns, the unwritten ones
+        masked out. Several rows (S > 1) only at index 0: the prompt. Returns (output [B, S, n], cache).
+        """
+        n_ctx = ops.shape_list(cache)[3]
+        S = tf.shape(x)[1]
+        if x.shape[1] != 1 and tf.get_static_value(index) != 0:
+            raise ValueError("a cached call writes several positions at cache_update_index 0 only (the prompt)")
+        q, k, v = tf.split(self.c_attn(x), 3, axis=2)
+        q, k, v = (ops.split_heads(z, self.n_head) for z in (q, k, v))  # [B, H, S, d]
+        kv = tf.stack([k, v])  # [2, B, H, S, d]
+        if x.shape[1] != 1:  # the prompt, at positions 0..S-1 (S is static under XLA: the input's shape)
+            kv = tf.pad(kv, [[0, 0], [0, 0], [0, 0], [0, n_ctx - S], [0, 0]])
+        # one new position: broadcast over the cache's positions, kept only at index (XLA: no dynamic slice)
+        written = tf.logical_and(tf.range(n_ctx) >= index, tf.range(n_ctx) < index + S)[:, None]
+        cache = tf.where(written, kv, cache)
+        w = ops.to_dtype(tf.matmul(q, cache[0], transpose_b=True), tf.float32)  # [B, H, S, n_ctx]
+        if self.scale:
+            w = w * tf.math.rsqrt(tf.cast(ops.shape_list(v)[-1], w.dtype))
+        visible = tf.cast(tf.range(n_ctx)[None, :] <= (index + tf.range(S))[:, None], w.dtype)  # [S, n_ctx]
+        w = tf.nn.softmax(ops.mask_with(w, visible))
+        a = ops.merge_heads(tf.matmul(ops.to_dtype(w, v.dtype), cache[1]))
+        return self.c_proj(a), cache
 
     def get_config(self):
         return {**super().get_config(), "n_state": self.n_state, "n_head": self.n_head,
@@ -224,13 +255,20 @@ class Block(_Layer):
         self.mlp.build(input_shape)
         self.ln_2.build(input_shape)
 
-    def call(self, x, seed=None, layout=None, pool=None):
+    def call(self, x, seed=None, layout=None, pool=None, cache=None, cache_update_index=None):
         """x [batch, sequence, n_embd], or packed [N, n_embd] with its `packing.PackLayout`.
 
         With `pool` [batch] (positions; no dropout), only the outputs at those positions are
         computed, [batch, n_embd]: by the causal mask they need the keys and values of the positions
         before them only. The last block of an evaluation, where only the classifier reads h.
+        With `cache` [2, batch, heads, n_ctx, d] (decoding, no dropout), x [batch, S, n_embd] is at
+        positions cache_update_index.. (`Attention._call_cached`): returns (h, updated cache).
         """
+        if cache is not None:
+            assert seed is None and layout is None and pool is None, "cache: decoding only"
+            a, cache = self.attn(x, cache=cache, cache_update_index=cache_update_index)
+            n = self.ln_1(x + a)
+            return self.ln_2(n + self.mlp(n)), cache
         if pool is not None:
             assert seed is None, "pool: evaluation only (no dropout)"
             a = self.attn(x, layout=layout, pool=pool)

@@ -36,7 +36,8 @@ class Transformer(keras.layers.Layer):
 
     `hidden(X, ...)` maps X int [S, T, 2] (token ids, position ids), T <= n_ctx, to hidden states
     [S, T, n_embd]. Positions come from X[..., 1], so a batch trimmed to its longest sequence gives
-    the same states as the padded one.
+    the same states as the padded one. `hidden_with_cache` is the same forward for decoding, one
+    new position at a time against a key/value cache.
     """
 
     def __init__(self, cfg, **kwargs):
@@ -90,8 +91,26 @@ class Transformer(keras.layers.Layer):
         h = self._blocks(h, seed, pool, layout)
         return (h if pool is not None else packing.unpack(h, layout)), we
 
-    def call(self, X, M=None, seed=None, pool=None, packed=False, K=1):
-        return self.hidden(X, M, seed, pool, packed, K)
+    def empty_cache(self, batch):
+        """The key/value cache of `hidden_with_cache`, zeros [n_layer, 2, batch, n_head, n_ctx, d], compute dtype."""
+        cfg = self.cfg
+        return tf.zeros([cfg.n_layer, 2, batch, cfg.n_head, cfg.n_ctx, cfg.n_embd // cfg.n_head], cfg.compute_dtype)
+
+    def hidden_with_cache(self, ids, cache, cache_update_index):
+        """Hidden states [B, S, n_embd] of token ids [B, S] at positions cache_update_index.., and the updated cache.
+
+        Decoding (no dropout): each block attends over the cached keys and values of the positions
+        before (`Block` with a cache), so one new token costs one position's pass. The states equal
+        `hidden`'s at those positions. S > 1 at index 0 only: the prompt, then one token a call.
+        """
+        cfg, we = self.cfg, self.we
+        rows = tokens.position_id(cfg.n_vocab, cache_update_index + tf.range(tf.shape(ids)[1]), cfg.n_special)
+        h = ops.to_dtype(tf.gather(we, ids) + tf.gather(we, rows)[None], cfg.compute_dtype)  # token + position rows
+        new = []
+        for i, block in enumerate(self.blocks):
+            h, kv = block(h, cache=cache[i], cache_update_index=cache_update_index)
+            new.append(kv)
+        return h, tf.stack(new)
 
     def _blocks(self, h, seed, pool, layout=None):
         last = len(self.blocks) - 1
