@@ -26,7 +26,8 @@ from gpt1_tf.weights import formats
 from gpt1_tf.network import tokens
 from gpt1_tf.weights import pretrained
 from gpt1_tf.network.config import ModelConfig, Sampling
-from gpt1_tf.lm.generation import Generator, filter_logits, token_losses, windows
+from gpt1_tf.lm.generation import Generator, filter_logits
+from gpt1_tf.lm.scoring import token_losses, windows
 from gpt1_tf.network.model import TransformerModel, with_positions
 from gpt1_tf.weights.convert import model_config, to_params
 

@@ -2,7 +2,7 @@
 
 - the token cache: made once, reused, uint16, keyed by the files; bad corpora refused with no cache file;
 - the global batches: the workers' slices add up to the one-process batch, for any split;
-- the LM step's loss is the scoring loss (`generation.token_losses`) of the same windows;
+- the LM step's loss is the scoring loss (`scoring.token_losses`) of the same windows;
 - a run stopped and resumed equals the uninterrupted run; its shards are what train.py and
   generate.py read (pretrain -> fine-tune -> generate);
 - 2 worker processes on 127.0.0.1 (MultiWorkerMirroredStrategy) give the parameters of 1 process
@@ -123,7 +123,7 @@ class CorpusTest(tf.test.TestCase):
 class StepTest(tf.test.TestCase):
     def test_the_training_loss_is_the_scoring_loss(self):
         from gpt1_tf.network.config import ModelConfig, OptConfig
-        from gpt1_tf.lm.generation import token_losses
+        from gpt1_tf.lm.scoring import token_losses
         from gpt1_tf.train.pretraining import LMTrainer
         from helpers import randomised
         cfg = ModelConfig(n_vocab=60, n_ctx=16, n_embd=16, n_head=2, n_layer=2, embd_pdrop=0, attn_pdrop=0,

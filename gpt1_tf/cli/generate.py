@@ -89,7 +89,7 @@ def run_generate(args, model, sampling, text_encoder):
 def run_score(args, model, text_encoder):
     from gpt1_tf.data.corpus import text_ids
     from gpt1_tf.files import read_text
-    from gpt1_tf.lm.generation import token_losses
+    from gpt1_tf.lm.scoring import token_losses
     texts = [read_text(path, "text to score") for path in args.score]  # every file checked before any work
     for path, text in zip(args.score, texts):
         ids = text_ids(text, text_encoder)  # pretraining's rule for text: its perplexity of the same tokens

@@ -1,2 +1,1 @@
-"""GPT-1 as a language model: generation with a key/value cache, and scoring.
-"""
+"""GPT-1 as a language model: generation (KV-cache decoding, sampling) and scoring (losses, perplexity)."""

@@ -1,11 +1,12 @@
-"""GPT-1 as a language model: generation with a key/value cache, and scoring (loss, perplexity).
+"""GPT-1 as a language model: generation with a key/value cache (scoring is `gpt1_tf.lm.scoring`).
 
 The LM head is the tied embedding over the n_vocab BPE rows only: a special-token or position row
 is never scored or sampled (the original's head covered the whole table; see
 pytorch-openai-transformer-lm #36).
 
     from gpt1_tf.network.config import Sampling
-    from gpt1_tf.lm.generation import Generator, token_losses
+    from gpt1_tf.lm.generation import Generator
+    from gpt1_tf.lm.scoring import token_losses
     gen = Generator(model)                        # model: a TransformerModel holding its weights
     ids = gen.generate(prompt_ids, 40, n_samples=2, sampling=Sampling(top_p=0.9), seed=1)  # [2, 40] new ids
     losses = token_losses(model, text_ids)        # [len(text_ids) - 1] next-token losses (sliding windows)
@@ -22,11 +23,7 @@ import tensorflow as tf
 
 from gpt1_tf.network.config import Sampling
 from gpt1_tf.errors import Gpt1Error
-from gpt1_tf.network.heads import next_token_losses, token_logits
-from gpt1_tf.network.model import with_positions
-
-SCORE_STRIDE_FRACTION = 2  # sliding windows advance by n_ctx // 2 tokens
-
+from gpt1_tf.network.heads import token_logits
 
 def filter_logits(logits, sampling):
     """Logits [B, V] after temperature, then top-k, then top-p (nucleus, over what top-k kept): the rest at -inf."""
@@ -100,39 +97,3 @@ class Generator:
     def room(self, prompt_ids):
         """How many new tokens fit after the prompt in n_ctx positions."""
         return self.cfg.n_ctx - len(prompt_ids)
-
-
-# --- scoring ---------------------------------------------------------------------------------------
-
-def windows(n_tokens, n_ctx, stride=None):
-    """Sliding windows (start, end, first scored) covering a text of n_tokens: each token is scored once.
-
-    A text of at most n_ctx tokens is one window. Longer ones: windows of n_ctx tokens advancing by
-    `stride` (default n_ctx // 2); each scores only the tokens the previous window did not, so every
-    prediction after the first window sees at least n_ctx - stride tokens of context. A window keeps
-    at least one token of the previous one (the context of its first scored token), so a stride of
-    n_ctx or more advances by n_ctx - 1.
-    """
-    if n_tokens <= n_ctx:
-        return [(0, n_tokens, 1)]
-    if n_ctx < 2:
-        raise Gpt1Error(f"a model of {n_ctx} position cannot score a text: each prediction needs a token before it")
-    stride = min(stride or n_ctx // SCORE_STRIDE_FRACTION, n_ctx - 1)
-    out, start = [(0, n_ctx, 1)], stride
-    while out[-1][1] < n_tokens:
-        end = min(start + n_ctx, n_tokens)
-        out.append((end - n_ctx, end, out[-1][1]))
-        start += stride
-    return out
-
-
-def token_losses(model, ids, stride=None):
-    """Next-token cross-entropies (natural log) of ids [n] under the model: [n - 1] (sliding windows)."""
-    cfg, ids = model.cfg, np.asarray(ids, np.int32)
-    losses = []
-    for start, end, first in windows(len(ids), cfg.n_ctx, stride):
-        x = tf.constant(ids[None, start:end])
-        h, we = model.transformer.hidden(with_positions(x, cfg))
-        nll = next_token_losses(h, we, x, cfg.n_vocab)[0].numpy()
-        losses.append(nll[first - start - 1:])
-    return np.concatenate(losses)
