@@ -226,6 +226,41 @@ class ParamsFileTest(tf.test.TestCase):
         pretrained.save_params(path, pretrained.get_params(TransformerModel(classes)), classes)  # with its file
         self.assertRaisesRegex(DataError, "the heads differ", pretrained.load_params, path, CFG)
 
+    def test_restore_params_restores_exactly_and_a_bad_file_loads_nothing(self):
+        model, other = TransformerModel(CFG), TransformerModel(CFG)
+        path = os.path.join(tempfile.mkdtemp(), "best_params.jl")
+        pretrained.save_params(path, pretrained.get_params(model), CFG)
+        pretrained.restore_params(other, path)
+        for a, b in zip(pretrained.get_params(model), pretrained.get_params(other)):
+            self.assertAllEqual(a, b)
+        bad = pretrained.get_params(model)
+        bad[5][0] = np.nan  # a later array: the arrays before it were checked (and let go) first
+        pretrained.save_params(path, bad, CFG)
+        fresh = TransformerModel(CFG)
+        before = pretrained.get_params(fresh)
+        with self.assertRaisesRegex(DataError, f"^{path}: array 5 has non-finite values$"):
+            pretrained.restore_params(fresh, path)
+        for a, b in zip(before, pretrained.get_params(fresh)):
+            self.assertAllEqual(a, b)  # nothing assigned
+
+    def test_check_params_release_lets_go_of_each_array_once_checked(self):
+        import gc
+        import weakref
+        arrays = pretrained.get_params(TransformerModel(CFG))
+        refs = [weakref.ref(a) for a in arrays]
+        pretrained.check_params(arrays, CFG, "params", release=True)
+        gc.collect()
+        self.assertEqual(arrays, [None] * CFG.n_params_arrays)
+        self.assertEqual([r() for r in refs], [None] * CFG.n_params_arrays)  # check_params kept none
+        arrays = pretrained.get_params(TransformerModel(CFG))
+        arrays[3] = np.zeros((5,), np.float32)
+        with self.assertRaisesRegex(DataError, r"array 3 has shape \(5,\)"):
+            pretrained.check_params(arrays, CFG, "params", release=True)
+        self.assertEqual(arrays[:3], [None] * 3)  # the checked ones went, the rest are the caller's
+        self.assertIsNotNone(arrays[4])
+        kept = tuple(pretrained.get_params(TransformerModel(CFG)))
+        pretrained.check_params(kept, CFG, "params", release=True)  # a tuple: checked, nothing to let go
+
     def test_each_program_gives_its_own_advice_for_missing_weights(self):
         missing = os.path.join(tempfile.mkdtemp(), "model")
         self.assertRaisesRegex(DataError, r"openai-gpt\)$", pretrained.load_shards, missing)
