@@ -1,7 +1,8 @@
 """The network: configs, the token layout, tensor ops, Keras layers, the body and its heads, the original Adam.
 
 config (ModelConfig, OptConfig, StepConfig, Sampling), tokens (where special tokens and positions
-sit), ops (pure tensor helpers), packing (dense layers on real tokens only), layers (the original's
-variable scopes as Keras layers), model (the body `Transformer` and `TransformerModel`), heads (the
+sit), arrays (the one table of GPT-1's arrays: order, shapes, HuggingFace names), ops (pure tensor
+helpers), packing (dense layers on real tokens only), layers (the original's
+variable scopes as Keras layers), model (the body `Transformer`, with its key/value-cached forward, and `TransformerModel`), heads (the
 tied LM head and the classifier of each task format), opt (the original Adam and its schedules).
 """
