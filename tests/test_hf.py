@@ -194,15 +194,15 @@ class TrainFromHfTest(tf.test.TestCase):
         tmp = tempfile.mkdtemp()
         self.assertEqual(run_export(BARE, "--to", "shards", "--out", f"{tmp}/shards")[0], 0)
         cfg = ModelConfig(n_vocab=N_VOCAB, n_ctx=30, **TINY)
-        args = train_cli.run_config(train_cli.build_parser().parse_args(
-            ["--dataset", "rocstories", "--desc", "x", "--seed", "3", "--n_embd", "32", "--model_dir", "m"]))
-        from_hf = initial_params(args, read_pretrained(BARE), cfg)
-        from_shards = initial_params(args, read_pretrained(f"{tmp}/shards"), cfg)
+        run_cfg = train_cli.run_config(train_cli.build_parser().parse_args(
+            ["--dataset", "rocstories", "--desc", "x", "--seed", "3", "--model_dir", "m"]))
+        from_hf = initial_params(run_cfg, read_pretrained(BARE), cfg)
+        from_shards = initial_params(run_cfg, read_pretrained(f"{tmp}/shards"), cfg)
         self.assertLen(from_hf, 1 + 24)
         for a, b in zip(from_hf, from_shards):
             self.assertAllEqual(a, b)
         # a double-heads checkpoint brings its trained special rows; the random ones are drawn all the same
-        with_specials = initial_params(args, read_pretrained(DOUBLE), cfg)[0]
+        with_specials = initial_params(run_cfg, read_pretrained(DOUBLE), cfg)[0]
         self.assertAllEqual(with_specials[N_VOCAB:N_VOCAB + 3], hf.read(DOUBLE).special_rows)
         self.assertAllEqual(np.delete(with_specials, np.s_[N_VOCAB:N_VOCAB + 3], 0),
                             np.delete(from_hf[0], np.s_[N_VOCAB:N_VOCAB + 3], 0))
