@@ -59,10 +59,6 @@ class RunConfig:
     nan_policy: str
     deterministic: bool
 
-    @property
-    def checkpoint_dir(self):
-        return os.path.join(self.save_dir, self.desc, "checkpoints")
-
 
 def train(cfg):
     """The whole run of a RunConfig; raises Gpt1Error on bad input before writing."""

@@ -69,10 +69,6 @@ class PretrainConfig:
         """The optimizer of a run of t_total updates (the warmup a fraction of them, as OptConfig takes it)."""
         return dataclasses.replace(self.opt, t_total=t_total, lr_warmup=self.lr_warmup_updates / t_total)
 
-    @property
-    def checkpoint_dir(self):
-        return os.path.join(self.save_dir, self.desc, "checkpoints")
-
 
 class LMTrainer(TrainerCore):
     """The compiled LM step over the trainer core: the body's parameters (the classifier is not trained), Adam."""
