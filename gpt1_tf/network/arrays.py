@@ -124,11 +124,6 @@ def layer_shapes(n_embd):
     return [a.shape({"n_embd": n_embd}) for a in LAYER]
 
 
-def hf_layer_shapes(n_embd):
-    """HuggingFace's shapes of one layer's tensors, in LAYER order."""
-    return [a.hf_shape({"n_embd": n_embd}) for a in LAYER]
-
-
 def _model_sizes(cfg):
     return {"n_embd": cfg.n_embd, "n_table": cfg.n_table, "n_clf_out": cfg.n_clf_out}
 
@@ -138,12 +133,6 @@ def model_shapes(cfg):
     sizes = _model_sizes(cfg)
     return ([a.shape(sizes) for a in MODEL_FIRST] + layer_shapes(cfg.n_embd) * cfg.n_layer
             + [a.shape(sizes) for a in MODEL_LAST])
-
-
-def model_paths(n_layer):
-    """The original's variable paths (under the model's scope), in the original order."""
-    return ([a.path for a in MODEL_FIRST] + [f"{layer_scope(i)}/{a.path}" for i in range(n_layer) for a in LAYER]
-            + [a.path for a in MODEL_LAST])
 
 
 def n_model_arrays(n_layer):
@@ -160,12 +149,6 @@ def model_layers(n_arrays):
     """Layers of a model's parameter list of n_arrays arrays; None when that is no whole number of layers."""
     n, rest = divmod(n_arrays - len(MODEL_FIRST) - len(MODEL_LAST), N_PER_LAYER)
     return None if rest or n < 0 else n
-
-
-def shard_shapes(n_positions, n_vocab, n_embd, n_layer):
-    """The original's `params_shapes.json`: the shapes of its shards' arrays."""
-    sizes = {"n_positions": n_positions, "n_vocab": n_vocab, "n_embd": n_embd}
-    return [a.shape(sizes) for a in SHARD_FIRST] + layer_shapes(n_embd) * n_layer
 
 
 def shard_layers(n_arrays):

@@ -44,10 +44,10 @@ class Transformer(keras.layers.Layer):
         kwargs.setdefault("name", "transformer")
         super().__init__(**kwargs)
         self.cfg = cfg if isinstance(cfg, ModelConfig) else ModelConfig(**cfg)
-        self.blocks = [Block(self.cfg, name=f"h{i}") for i in range(self.cfg.n_layer)]
+        self.blocks = [Block(self.cfg, name=arrays.layer_scope(i)) for i in range(self.cfg.n_layer)]
         for i, block in enumerate(self.blocks):
             # also as attributes: TF checkpoints then key them .../h0/..., as the original's scopes
-            setattr(self, f"h{i}", block)
+            setattr(self, arrays.layer_scope(i), block)
 
     def build(self, input_shape=None):
         self.create_weights()
