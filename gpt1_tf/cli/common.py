@@ -5,6 +5,7 @@ original's), each defined once here, its default the config dataclass's unless t
 own recipe (pretrain.py's paper defaults). `exits` wraps a program's body: a Gpt1Error is one line
 `error: ...` on stderr and exit 1; an interrupted run's line and exit 130.
 """
+import dataclasses
 import functools
 import math
 import sys
@@ -34,6 +35,12 @@ def add_flags(parser, *names, **overrides):
     """Add the shared flags `names` to `parser`, in that order; `overrides` {name: {keyword: value}} a program's own."""
     for name in names:
         parser.add_argument(f"--{name}", **{**FLAGS[name], **overrides.get(name, {})})
+
+
+def from_flags(config_class, args, **given):
+    """A `config_class` dataclass of the `given` fields, the others the flags of the same names."""
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_class) if f.name not in given}
+    return config_class(**given, **flags)
 
 
 def check_finite_floats(parser, args):

@@ -5,11 +5,10 @@ recipe as defaults where it differs from fine-tuning's), their checks, and `main
 is `gpt1_tf.train.pretraining.pretrain`; the corpus `gpt1_tf.data.corpus`; the cluster `gpt1_tf.train.cluster`.
 """
 import argparse
-import dataclasses
 import os
 import sys
 
-from gpt1_tf.cli.common import add_flags, check_finite_floats, exits
+from gpt1_tf.cli.common import add_flags, check_finite_floats, exits, from_flags
 from gpt1_tf.errors import Gpt1Error
 from gpt1_tf.network.config import MAX_N_CTX, MIN_N_CTX, ModelConfig, OptConfig
 
@@ -80,9 +79,7 @@ def run_config(args):
                         clf_pdrop=0.0)
     opt = OptConfig(lr=args.lr, lr_schedule=args.lr_schedule, b1=args.b1, b2=args.b2, e=args.e, l2=args.l2,
                     vector_l2=args.vector_l2, max_grad_norm=args.max_grad_norm)
-    run_fields = {f.name for f in dataclasses.fields(PretrainConfig)} - {"model", "opt", "command_line"}
-    return PretrainConfig(model=model, opt=opt, command_line=dict(vars(args)),
-                          **{name: getattr(args, name) for name in run_fields})
+    return from_flags(PretrainConfig, args, model=model, opt=opt, command_line=dict(vars(args)))
 
 
 @exits

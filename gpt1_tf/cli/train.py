@@ -5,11 +5,10 @@ each config object validates its own fields, and this module adds the rules abou
 `run_config` turns the checked flags into the `RunConfig` that `gpt1_tf.train.finetune.train` runs.
 """
 import argparse
-import dataclasses
 import os
 import sys
 
-from gpt1_tf.cli.common import add_flags, check_finite_floats, exits
+from gpt1_tf.cli.common import add_flags, check_finite_floats, exits, from_flags
 from gpt1_tf.data.tasks import TASKS
 from gpt1_tf.errors import Gpt1Error
 from gpt1_tf.network.config import COMPUTE_DTYPES, MIN_N_CTX, TASK_FORMATS, ModelConfig, OptConfig, StepConfig, check_compatible
@@ -156,18 +155,14 @@ def validate_args(args):
 
 def data_config(args):
     from gpt1_tf.data.inputs import DataConfig
-    return DataConfig(dataset=args.dataset, data_dir=args.data_dir, n_valid=args.n_valid, n_ctx=args.n_ctx,
-                      submit=args.submit, desc=args.desc, task_format=args.task_format,
-                      text_columns=args.text_columns, choice_columns=args.choice_columns,
-                      label_column=args.label_column, labels=args.labels)
+    return from_flags(DataConfig, args)
 
 
 def run_config(args):
     """The RunConfig of checked flags (`validate_args` first)."""
     from gpt1_tf.train.finetune import RunConfig
-    run_fields = {f.name for f in dataclasses.fields(RunConfig)} - {"model", "opt", "step", "data", "command_line"}
-    return RunConfig(model=model_config(args), opt=opt_config(args), step=step_config(args), data=data_config(args),
-                     command_line=dict(vars(args)), **{name: getattr(args, name) for name in run_fields})
+    return from_flags(RunConfig, args, model=model_config(args), opt=opt_config(args), step=step_config(args),
+                      data=data_config(args), command_line=dict(vars(args)))
 
 
 @exits

@@ -30,10 +30,10 @@ def lines(text):
             yield number, line
 
 
-def warn_skipped(path, what, lines):
-    """One stderr line for the rows a train file's reader skipped."""
-    if lines:
-        print(f"warning: {path}: skipped {len(lines)} {what} (first at line {lines[0]})", file=sys.stderr)
+def warn_skipped(path, what, line_numbers):
+    """One stderr line for the rows a train file's reader skipped (`line_numbers`: theirs, in file order)."""
+    if line_numbers:
+        print(f"warning: {path}: skipped {len(line_numbers)} {what} (first at line {line_numbers[0]})", file=sys.stderr)
 
 
 def label_of(path, line, value, labels):

@@ -25,6 +25,7 @@ from gpt1_tf.network.config import Sampling
 from gpt1_tf.errors import Gpt1Error
 from gpt1_tf.network.heads import token_logits
 
+
 def filter_logits(logits, sampling):
     """Logits [B, V] after temperature, then top-k, then top-p (nucleus, over what top-k kept): the rest at -inf."""
     logits = logits / sampling.temperature

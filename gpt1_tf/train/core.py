@@ -62,7 +62,6 @@ class RunCore:
         self.lock = FolderLock(run_dir, what)
         self.n_epochs, self.position = 0, 0
         self.trainer = self.checkpointer = self.logger = self.writer = None
-        self.held = False
 
     def hold(self, trainer, parts):
         """Lock the run folder (the chief), restore the newest checkpoint (--resume) or start afresh; open the log."""
@@ -71,7 +70,6 @@ class RunCore:
                                                      n_updates_fn=lambda: trainer.n_updates)
         if self.chief:
             self.lock.acquire()
-        self.held = True
         try:
             state = self.resumed(self.checkpointer.restore_latest() if self.resume else None)
             if self.chief:
@@ -136,9 +134,7 @@ class RunCore:
         return self
 
     def __exit__(self, *exc):
-        """Flush the TensorBoard writer and release the lock."""
+        """Flush the TensorBoard writer and release the lock (a no-op for a lock not held)."""
         if self.writer is not None:
             self.writer.flush()
-        if self.held and self.chief:
-            self.lock.release()
-        self.held = False
+        self.lock.release()

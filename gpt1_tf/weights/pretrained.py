@@ -79,16 +79,15 @@ def check_params(arrays, cfg, source, *, missing_head=None, release=False):
     if len(arrays) != len(want):
         raise DataError(source, f"expected {len(want)} arrays (n_layer {cfg.n_layer}), found {len(arrays)}")
     for i, shape in enumerate(want):
-        _check_array(i, arrays[i], shape, cfg, source, missing_head)
+        _check_array(i, arrays[i], shape, cfg, source, missing_head, clf=i == len(want) - 2)
         if release and isinstance(arrays, list):
             arrays[i] = None
 
 
-def _check_array(i, a, shape, cfg, source, missing_head):
-    """check_params' checks of the i-th array: its shape (the classifier's named apart), dtype and values."""
+def _check_array(i, a, shape, cfg, source, missing_head, clf):
+    """check_params' checks of the i-th array: its shape (`clf`: clf/w, named apart), dtype and values."""
     found = getattr(a, "shape", None)
-    if i == len(expected_shapes(cfg)) - 2 and found is not None and len(found) == 2 and found[0] == shape[0] \
-            and found[1] != shape[1]:
+    if clf and found is not None and len(found) == 2 and found[0] == shape[0] and found[1] != shape[1]:
         raise DataError(source, _other_classifier(tuple(found), tuple(shape), cfg, missing_head))
     if found is None or tuple(found) != tuple(shape):
         raise DataError(source, f"array {i} has shape {found}, expected {tuple(shape)}")
