@@ -192,11 +192,9 @@ def check_new_output(path, flag, *, earlier=None):
     """Raise a one-line Gpt1Error unless `path` can take a new output folder: new, empty, or (`earlier`, a
     writer's names, marker first) an earlier output of that writer, which is then replaced. Nothing is created.
     """
-    check_output_folder(path, flag)
+    check_output_folder(path, flag)  # a file at `path` is refused there
     if not os.path.exists(path):
         return
-    if not os.path.isdir(path):
-        raise Gpt1Error(f"{path}: exists and is not a folder, so {flag} {path} cannot be used")
     if os.listdir(path) and not (earlier and is_earlier_output(path, earlier)):
         what = " or an earlier output of this program" if earlier else ""
         raise Gpt1Error(f"{path}: exists and is not an empty folder{what}; choose a new or empty folder for "
