@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from helpers import N_CTX, N_VOCAB, assert_same_step, forward_and_grads, randomised, story_batch
 from gpt1_tf.network import packing
+from gpt1_tf.errors import ConfigError
 from gpt1_tf.network.config import ModelConfig, OptConfig, StepConfig
 from gpt1_tf.network.model import TransformerModel
 from gpt1_tf.train.trainer import Trainer, trim_to_longest
@@ -192,6 +193,39 @@ class TrainerTest(tf.test.TestCase):
         for a, b in zip(fast.params, ref.params):
             self.assertAllClose(a, b, atol=1e-6, rtol=0)
         self.assertEqual(fast.n_updates, 1)
+
+    def test_recomputed_gelu_gives_the_same_gradients(self):
+        # the default step recomputes the GELU in the backward pass (less memory): the same ops on the
+        # same values, the same losses; gradients equal up to rounding (TensorFlow may pick other
+        # matmul kernels for the changed graph: 4e-9 apart here), with dropout, packed or padded, XLA
+        X, M, Y = story_batch(np.random.RandomState(5), 4)
+        for options in (dict(), dict(trim=False, packed=False, lm_head="full"), dict(xla=True)):
+            with self.subTest(**options):
+                ref, fast = self.trainers(0.2, ref_options=dict(options, recompute_act=False), **options)
+                self.assertTrue(fast.step_cfg.recompute_act)
+                (g_ref, clf_ref, _), (g, clf, _) = (t.compute_gradients(X, M, Y, 3) for t in (ref, fast))
+                self.assertAllEqual(clf, clf_ref)
+                for a, b in zip(g, g_ref):
+                    self.assertAllClose(a, b, atol=1e-7, rtol=1e-6)
+
+    def test_recomputed_gelu_is_recomputed(self):
+        # the gradient graph runs each block's tanh twice (forward, recomputation) instead of once,
+        # and the exact mode (the original's graph) not at all
+        X, M, Y = story_batch(np.random.RandomState(5), 2)
+        counts = {}
+        for name, options in (("kept", dict(recompute_act=False)), ("recomputed", dict()), ("exact", dict(exact=True))):
+            trainer = Trainer(config(0.0), OptConfig(t_total=10), StepConfig(**options),
+                              strategy=tf.distribute.get_strategy(), lm_coef=0.5)
+            graph = trainer._grads_fn.get_concrete_function(*trainer._grads_fn.input_signature).graph
+            ops = [op for f in [graph, *graph._functions.values()] for op in
+                   (f.get_operations() if f is graph else f.graph.get_operations() if hasattr(f, "graph") else [])]
+            counts[name] = sum(op.type == "Tanh" for op in ops)
+        n_layer = config(0.0).n_layer
+        self.assertEqual(counts["kept"], n_layer)
+        self.assertEqual(counts["recomputed"], 2 * n_layer)
+        self.assertEqual(counts["exact"], n_layer)
+        with self.assertRaises(ConfigError):
+            StepConfig(exact=True, recompute_act=True)
 
 
 if __name__ == "__main__":

@@ -222,9 +222,12 @@ class MLP(_Layer):
         self.c_proj = Conv1D(nx, 1, name="c_proj")
         self.c_proj.build(input_shape[:-1] + (self.n_state,))
 
-    def call(self, x, seed=None, layout=None):
+    def call(self, x, seed=None, layout=None, recompute_act=False):
+        """`recompute_act`: the activation's intermediates recomputed in the backward pass where that is
+        worth it (`ops.RECOMPUTED_ACT_FNS`: the GELU)."""
         c = self.c_fc(x)
-        h = ops.to_dtype(ops.ACT_FNS[self.afn](ops.to_dtype(c, tf.float32)), c.dtype)  # activation in float32
+        act = (recompute_act and ops.RECOMPUTED_ACT_FNS.get(self.afn)) or ops.ACT_FNS[self.afn]
+        h = ops.to_dtype(act(ops.to_dtype(c, tf.float32)), c.dtype)  # activation in float32
         h2 = self.c_proj(h)
         return _dropout(h2, self.resid_pdrop, seed, n_ctx=self.n_ctx, seq_axes=(1,), layout=layout)
 
@@ -255,7 +258,7 @@ class Block(_Layer):
         self.mlp.build(input_shape)
         self.ln_2.build(input_shape)
 
-    def call(self, x, seed=None, layout=None, pool=None, cache=None, cache_update_index=None):
+    def call(self, x, seed=None, layout=None, pool=None, cache=None, cache_update_index=None, recompute_act=False):
         """x [batch, sequence, n_embd], or packed [N, n_embd] with its `packing.PackLayout`.
 
         With `pool` [batch] (positions; no dropout), only the outputs at those positions are
@@ -263,6 +266,7 @@ class Block(_Layer):
         before them only. The last block of an evaluation, where only the classifier reads h.
         With `cache` [2, batch, heads, n_ctx, d] (decoding, no dropout), x [batch, S, n_embd] is at
         positions cache_update_index.. (`Attention._call_cached`): returns (h, updated cache).
+        `recompute_act`: the MLP's activation recomputed in the backward pass (less memory, same gradients).
         """
         if cache is not None:
             assert seed is None and layout is None and pool is None, "cache: decoding only"
@@ -276,7 +280,7 @@ class Block(_Layer):
         else:
             a = self.attn(x, seed=site_seed(seed, 0), layout=layout)
         n = self.ln_1(x + a)
-        m = self.mlp(n, seed=site_seed(seed, 1), layout=layout)
+        m = self.mlp(n, seed=site_seed(seed, 1), layout=layout, recompute_act=recompute_act)
         return self.ln_2(n + m)
 
     def get_config(self):

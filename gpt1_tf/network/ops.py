@@ -3,6 +3,8 @@ import math
 
 import tensorflow as tf
 
+from gpt1_tf.network.config import RECOMPUTED_ACTIVATIONS
+
 
 def shape_list(x):
     """Static dimensions where known, dynamic ones otherwise."""
@@ -34,6 +36,36 @@ def swish(x):
 
 
 ACT_FNS = {"relu": tf.nn.relu, "swish": swish, "gelu": gelu}
+
+
+def recomputed(act):
+    """`act` whose backward pass recomputes its intermediates from its input instead of keeping them.
+
+    The tanh-GELU keeps six [tokens, 4 n_embd] tensors per block for its gradient: most of a
+    fine-tuning tower's activations (`RECOMPUTED_ACT_FNS`). Recomputed, the backward pass runs the
+    same forward ops on the same input, then the same gradient ops (tf.gradients in a graph, as the
+    trainers' own): the forward pass is unchanged, the gradients equal up to rounding (TensorFlow
+    may choose other matmul kernels for the changed graph: ~1e-9 apart). The recomputation waits
+    for the incoming gradient, so Grappler cannot merge it with the forward pass.
+    """
+    @tf.custom_gradient
+    def f(x):
+        def grad(dy):
+            with tf.control_dependencies([dy]):
+                xr = tf.identity(x)
+            if tf.executing_eagerly():
+                with tf.GradientTape() as tape:
+                    tape.watch(xr)
+                    y = act(xr)
+                return tape.gradient(y, xr, output_gradients=dy)
+            return tf.gradients(act(xr), xr, grad_ys=dy)[0]
+        return act(x), grad
+    return f
+
+
+# the activations whose backward pass recomputes them (the tanh-GELU's six kept tensors are worth it;
+# swish keeps two)
+RECOMPUTED_ACT_FNS = {name: recomputed(ACT_FNS[name]) for name in RECOMPUTED_ACTIVATIONS}
 
 
 def norm_arith(x, g, b, *, e=1e-5, axis=-1):
