@@ -1,8 +1,7 @@
 """The machine a benchmark figure was taken on: CPU model, the instruction sets that matter, oneDNN."""
 import os
-import platform
 
-from gpt1_tf.runtime import NATIVE_BF16_FLAGS, ONEDNN_ENV, cpu_flags
+from gpt1_tf.runtime import NATIVE_BF16_FLAGS, ONEDNN_ENV, cpu_flags, cpu_model
 
 # what decides float32 / bfloat16 speed on x86: vector width, FMA, native bfloat16 arithmetic, AMX tiles
 FLAGS = ("avx2", "fma", "avx512f") + NATIVE_BF16_FLAGS + ("amx_tile",)
@@ -10,13 +9,7 @@ FLAGS = ("avx2", "fma", "avx512f") + NATIVE_BF16_FLAGS + ("amx_tile",)
 
 def cpu():
     """{"model": ..., "flags": [...], "onednn": ...} of this machine (Linux /proc/cpuinfo; else platform)."""
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:
-        pass
     flags = cpu_flags()
-    return {"model": model, "flags": [f for f in FLAGS if f in flags],
+    return {"model": cpu_model(), "flags": [f for f in FLAGS if f in flags],
             "onednn": os.environ.get(ONEDNN_ENV, "default (on for x86 Linux)"),
             "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "default (all)")}

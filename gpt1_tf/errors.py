@@ -16,3 +16,6 @@ class DataError(Gpt1Error):
         where = f"{path}:{line}" if line is not None else f"{path}"
         super().__init__(f"{where}: {problem}")
         self.path, self.problem, self.line = path, problem, line
+
+    def __reduce__(self):  # back from a worker process (pickle) as it was raised there
+        return type(self), (self.path, self.problem, self.line)

@@ -84,6 +84,20 @@ def cpu_flags():
     return set()
 
 
+def cpu_model():
+    """This CPU's model name (Linux /proc/cpuinfo "model name"; else `platform.processor()`, or "unknown")."""
+    import platform
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def prepare_bfloat16():
     """Before TensorFlow starts: bfloat16 matmuls on a CPU through oneDNN; returns a note for CPU runs, or None.
 

@@ -133,11 +133,18 @@ def final_checkpoint_arrays(workdir, desc="rocstories"):
             if "OBJECT_GRAPH" not in k and reader.get_tensor(k).dtype == np.float32}
 
 
+PREPARED_PEAK = 1e11  # FLOP/s: the matmul peak of every compute dtype in the tests' cache (conftest.py)
+
+
 def log_without_time(workdir, desc="rocstories"):
+    """A run's log records without what is timing (time, the throughput) or may differ between equal runs."""
+    from gpt1_tf.train.logs import THROUGHPUT_KEYS
     with open(os.path.join(workdir, "log", f"{desc}.jsonl")) as f:
         lines = [json.loads(line) for line in f]
     for line in lines:
         line.pop("time")
+        for key in THROUGHPUT_KEYS:
+            line.pop(key, None)
     lines[0].pop("resume", None)
     lines[0].pop("stop_after_updates", None)
     return lines

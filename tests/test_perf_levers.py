@@ -201,8 +201,8 @@ class TrainerTest(tf.test.TestCase):
         X, M, Y = story_batch(np.random.RandomState(5), 4)
         for options in (dict(), dict(trim=False, packed=False, lm_head="full"), dict(xla=True)):
             with self.subTest(**options):
-                ref, fast = self.trainers(0.2, ref_options=dict(options, recompute_act=False), **options)
-                self.assertTrue(fast.step_cfg.recompute_act)
+                ref, fast = self.trainers(0.2, ref_options=dict(options, recompute=False), **options)
+                self.assertTrue(fast.step_cfg.recompute)
                 (g_ref, clf_ref, _), (g, clf, _) = (t.compute_gradients(X, M, Y, 3) for t in (ref, fast))
                 self.assertAllEqual(clf, clf_ref)
                 for a, b in zip(g, g_ref):
@@ -213,7 +213,7 @@ class TrainerTest(tf.test.TestCase):
         # and the exact mode (the original's graph) not at all
         X, M, Y = story_batch(np.random.RandomState(5), 2)
         counts = {}
-        for name, options in (("kept", dict(recompute_act=False)), ("recomputed", dict()), ("exact", dict(exact=True))):
+        for name, options in (("kept", dict(recompute=False)), ("recomputed", dict()), ("exact", dict(exact=True))):
             trainer = Trainer(config(0.0), OptConfig(t_total=10), StepConfig(**options),
                               strategy=tf.distribute.get_strategy(), lm_coef=0.5)
             graph = trainer._grads_fn.get_concrete_function(*trainer._grads_fn.input_signature).graph
@@ -225,7 +225,7 @@ class TrainerTest(tf.test.TestCase):
         self.assertEqual(counts["recomputed"], 2 * n_layer)
         self.assertEqual(counts["exact"], n_layer)
         with self.assertRaises(ConfigError):
-            StepConfig(exact=True, recompute_act=True)
+            StepConfig(exact=True, recompute=True)
 
 
 if __name__ == "__main__":

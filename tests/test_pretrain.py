@@ -1,13 +1,19 @@
 """Pretraining on raw text: the corpus cache, the windows, the LM step, checkpoints, and a 2-worker cluster.
 
-- the token cache: made once, reused, uint16, keyed by the files; bad corpora refused with no cache file;
+- the token cache: made once, reused, uint16, one shard per file (joined: the one-array corpus; a
+  changed or damaged shard made again alone; the same tokens from 1 or 2 processes; cluster workers
+  tokenize only their own files); windows read without loading it (flat anonymous memory);
+  bad corpora refused with no cache file;
 - the global batches: the workers' slices add up to the one-process batch, for any split;
 - the LM step's loss is the scoring loss (`scoring.token_losses`) of the same windows;
 - a run stopped and resumed equals the uninterrupted run; its shards are what train.py and
   generate.py read (pretrain -> fine-tune -> generate);
-- 2 worker processes on 127.0.0.1 (MultiWorkerMirroredStrategy) give the parameters of 1 process
-  with the same global batch (rel 1e-5, no dropout); --resume continues a cluster run; killing a
-  worker stops the other with one line; a worker whose peer never comes gives up in bounded time.
+- micro-batches give the one-batch update (1e-5, dropout off and on); a window's dropout masks are
+  the same in any slice of the global batch; bfloat16 and float16 steps, a float16 overflow skipped;
+- 2 worker processes on 127.0.0.1 (MultiWorkerMirroredStrategy), 2 mirrored replicas, and 1 process
+  with 4 micro-batches give the parameters of 1 process with the same global batch (rel 1e-5,
+  dropout on); --resume continues a cluster run, also in 1 process; killing a worker stops the
+  other with one line; a worker whose peer never comes gives up in bounded time.
 """
 import contextlib
 import io
@@ -20,17 +26,19 @@ import numpy as np
 import tensorflow as tf
 
 from cluster import finish, kill, start_workers, wait_for_line
-from helpers import REPO, ctrl_c_after_first_update, run_train
+from helpers import PREPARED_PEAK, REPO, ctrl_c_after_first_update, run_train
 from gpt1_tf.cli import pretrain
-from gpt1_tf.train import pretraining
+from gpt1_tf.network.config import ModelConfig
+from gpt1_tf.train import logs, pretraining, throughput
 from gpt1_tf.data import corpus
 from gpt1_tf.weights import pretrained
-from gpt1_tf.errors import DataError
+from gpt1_tf.errors import DataError, Gpt1Error
 from gpt1_tf.data.text_utils import TextEncoder
 
 SAMPLE = os.path.join(REPO, "datasets", "pretrain_sample")
 TINY = ["--n_ctx", "16", "--n_embd", "16", "--n_head", "2", "--n_layer", "1", "--n_batch", "8", "--lr", "1e-3",
         "--lr_warmup_updates", "2", "--eval_every", "5", "--embd_pdrop", "0", "--attn_pdrop", "0", "--resid_pdrop", "0"]
+DROPOUT = ["--embd_pdrop", "0.1", "--attn_pdrop", "0.1", "--resid_pdrop", "0.1"]
 _ENCODER = []
 
 
@@ -135,6 +143,74 @@ class StepTest(tf.test.TestCase):
         self.assertAllClose(float(trainer.loss(tf.constant(ids))), want, atol=1e-5, rtol=0)
 
 
+class AccumulationAndDropoutTest(tf.test.TestCase):
+    """Micro-batches and replicas draw one process's dropout masks: the update does not depend on the split."""
+
+    def trainer(self, pdrop, n_micro, **model):
+        from gpt1_tf.network.config import ModelConfig, OptConfig
+        from gpt1_tf.train.pretraining import LMTrainer
+        from helpers import randomised
+        cfg = ModelConfig(n_vocab=60, n_ctx=16, n_embd=16, n_head=2, n_layer=2, embd_pdrop=pdrop, attn_pdrop=pdrop,
+                          resid_pdrop=pdrop, clf_pdrop=0, **model)
+        trainer = LMTrainer(cfg, OptConfig(t_total=10, lr_warmup=0.5), tf.distribute.get_strategy(), n_micro=n_micro)
+        randomised(trainer.model)
+        return trainer
+
+    def test_micro_batches_give_the_one_batch_update(self):
+        ids = tf.constant(np.random.RandomState(0).randint(0, 60, (8, 16)).astype(np.int32))
+        for pdrop in (0.0, 0.2):
+            params = {}
+            for n_micro in (1, 2, 4):
+                trainer = self.trainer(pdrop, n_micro)
+                loss, norm, lr = trainer.train_step(ids)
+                params[n_micro] = [p.numpy() for p in trainer.params], loss
+            with self.subTest(pdrop=pdrop):
+                for n_micro in (2, 4):
+                    self.assertAllClose(params[n_micro][1], params[1][1], atol=1e-5, rtol=0)
+                    for a, b in zip(params[n_micro][0], params[1][0]):
+                        self.assertAllClose(a, b, atol=1e-5, rtol=0)
+        # dropout on: the masks are drawn, and differ from no dropout
+        self.assertNotAllClose(self.trainer(0.2, 1).loss(ids, self.seed(0)), self.trainer(0.0, 1).loss(ids))
+
+    def seed(self, first):
+        from gpt1_tf.network.ops import WindowSeed
+        return WindowSeed(tf.constant([42, 3], tf.int64), tf.constant(first))
+
+    def test_a_window_is_dropped_alike_in_any_slice(self):
+        # the losses of windows 4..7 computed alone (first=4) equal their losses in the whole batch
+        from gpt1_tf.network.heads import next_token_losses
+        from gpt1_tf.network.model import with_positions
+        trainer = self.trainer(0.3, 1)
+        ids = tf.constant(np.random.RandomState(1).randint(0, 60, (8, 16)).astype(np.int32))
+
+        def losses(ids, seed):
+            h, we = trainer.model.transformer.hidden(with_positions(ids, trainer.cfg), seed=seed)
+            return tf.reduce_mean(next_token_losses(h, we, ids, trainer.cfg.n_vocab), 1)
+
+        whole = losses(ids, self.seed(0))
+        self.assertAllClose(losses(ids[4:], self.seed(4)), whole[4:], atol=1e-6, rtol=0)
+        self.assertNotAllClose(losses(ids[4:], self.seed(0)), whole[4:])  # the place in the batch matters
+
+    def test_mixed_precision_and_a_float16_overflow(self):
+        ids = tf.constant(np.random.RandomState(0).randint(0, 60, (8, 16)).astype(np.int32))
+        ref = self.trainer(0.1, 2)
+        want = ref.train_step(ids)[0]
+        for dtype in ("bfloat16", "float16"):
+            with self.subTest(dtype=dtype):
+                loss, norm, lr = self.trainer(0.1, 2, compute_dtype=dtype).train_step(ids)
+                self.assertAllClose(loss, want, atol=0.05, rtol=0)
+                self.assertIsNotNone(lr)
+        half = self.trainer(0.1, 2, compute_dtype="float16")
+        half.loss_scale.scale.assign(2.0 ** 120)  # the scaled gradients overflow float16
+        before = [p.numpy() for p in half.params]
+        loss, norm, lr = half.train_step(ids)
+        self.assertIsNone(lr)  # skipped
+        self.assertEqual(half.loss_scale.value(), 2.0 ** 119)
+        self.assertEqual(half.n_updates, 0)
+        for a, b in zip(half.params, before):
+            self.assertAllEqual(a, b)
+
+
 class RunTest(tf.test.TestCase):
     def test_stopped_and_resumed_equals_uninterrupted(self):
         tmp = tempfile.mkdtemp()
@@ -182,6 +258,8 @@ class RunTest(tf.test.TestCase):
         path = small_corpus(tmp, 3)
         for args, words in (([path, *TINY, "--n_batch", "0"], "--n_batch"),
                             ([path, *TINY, "--n_ctx", "600"], "--n_ctx"),
+                            ([path, *TINY, "--tokenize_workers", "0"], "--tokenize_workers must be at least 1"),
+                            ([path, *TINY, "--tokenize_workers", "-2"], "--tokenize_workers must be at least 1"),
                             ([path, *TINY], "not one batch of --n_batch 8"),
                             ([path, *TINY, "--n_ctx", "64"], "too few"),
                             ([f"{tmp}/none*.txt", *TINY], "no file matches")):
@@ -201,7 +279,8 @@ class ClusterTest(tf.test.TestCase):
         super().setUpClass()
         cls.root = tempfile.mkdtemp()
         cls.corpus = small_corpus(cls.root, 150)
-        cls.args = [cls.corpus, *TINY, "--n_iter", "1", "--cache_dir", os.path.join(cls.root, "cache")]
+        # dropout on: the masks are a function of each window's place in the global batch, not of the worker
+        cls.args = [cls.corpus, *TINY, *DROPOUT, "--n_iter", "1", "--cache_dir", os.path.join(cls.root, "cache")]
         run_main(*cls.args, "--save_dir", f"{cls.root}/one/save", "--log_dir", f"{cls.root}/one/log")
         cls.one_process = shards_of(f"{cls.root}/one")
 
@@ -250,6 +329,21 @@ class ClusterTest(tf.test.TestCase):
                               timeout=300)
         self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
         self.assertIn("replicas: 2 devices on this machine (MirroredStrategy)", proc.stdout)
+        assert_close_rel(self, shards_of(work), self.one_process, 1e-5)
+
+    def test_micro_batches_equal_one_process(self):
+        work = os.path.join(self.root, "micro")
+        code, _, err = run_main(*self.args, "--n_micro", "4", "--save_dir", f"{work}/save", "--log_dir", f"{work}/log")
+        self.assertEqual(code, 0, err)
+        assert_close_rel(self, shards_of(work), self.one_process, 1e-5)
+
+    def test_a_two_worker_run_resumed_in_one_process_continues_identically(self):
+        work, _, results = self.cluster("regrouped", "--stop_after_updates", "9")
+        self.assertEqual([r[0] for r in results], [0, 0], results[0][2][-2000:])
+        with contextlib.chdir(work):  # the flags as the workers gave them
+            code, out, err = run_main(*self.args, "--save_dir", "save", "--log_dir", "log", "--resume", "--n_micro", "2")
+        self.assertEqual(code, 0, err)
+        self.assertIn("resumed from update 9", out)
         assert_close_rel(self, shards_of(work), self.one_process, 1e-5)
 
     def test_resume_continues_a_cluster_run(self):
@@ -376,6 +470,13 @@ class LogTest(tf.test.TestCase):
         records = strict_records(f"{tmp}/log/pretrain.jsonl")[1:]
         self.assertEqual([r["n_updates"] for r in records], [7, 14, 21, 28])
         self.assertTrue(all(isinstance(r["tr_cost"], float) and isinstance(r["va_cost"], float) for r in records))
+        # the throughput, against the tests' prepared peak (conftest.py)
+        model = ModelConfig(n_vocab=len(encoder().encoder), n_ctx=32, n_embd=16, n_head=2, n_layer=1)
+        for r in records:
+            self.assertEqual(list(r)[-3:], [*logs.THROUGHPUT_KEYS, "time"])
+            self.assertGreater(r["tokens_per_s"], 0)
+            self.assertAllClose(r["mfu"], r["tokens_per_s"] * throughput.flops_per_token(model) / PREPARED_PEAK)
+        self.assertRegex(out, r"perplexity [\d.]+  \d+ tok/s, mfu \d+%")
 
     def test_no_held_out_windows_logs_null(self):
         tmp = tempfile.mkdtemp()
@@ -393,19 +494,24 @@ class CacheAndTextRuleTest(tf.test.TestCase):
         tmp = tempfile.mkdtemp()
         path = small_corpus(tmp, 30)
         tokens, cache, _ = corpus.tokenize_corpus([path], encoder(), f"{tmp}/cache")
-        want = np.array(tokens)
-        for damage in (lambda f: f.truncate(os.path.getsize(cache) // 2),  # a killed copy
-                       lambda f: np.save(f, np.arange(5, dtype=np.float64))):  # not a token array
+        want, shard = np.array(tokens), corpus.shard_path(path, encoder(), cache)
+        n_vocab = len(encoder().encoder)
+        for damage in (lambda f: f.truncate(os.path.getsize(shard) // 2),  # a killed copy
+                       lambda f: f.truncate(20),  # not even a header
+                       lambda f: np.save(f, np.arange(5, dtype=np.float64)),  # not a token array
+                       lambda f: np.save(f, np.zeros((2, 3), np.uint16)),  # not 1-D
+                       lambda f: np.save(f, np.array([1, n_vocab], np.uint16))):  # another vocabulary's ids
             with self.subTest(damage=damage):
-                with open(cache, "r+b") as f:
+                with open(shard, "r+b") as f:
                     damage(f)
                 err = io.StringIO()
                 with contextlib.redirect_stderr(err):
                     tokens, again, reused = corpus.tokenize_corpus([path], encoder(), f"{tmp}/cache")
                 self.assertEqual((again, reused), (cache, False))
                 self.assertAllEqual(tokens, want)
-                self.assertRegex(err.getvalue(), rf"warning: {cache}: unreadable token cache \(.+\); tokenizing the "
-                                                 "corpus again")
+                warning, = [line for line in err.getvalue().replace("\r", "\n").splitlines() if "warning" in line]
+                self.assertRegex(warning, rf"^warning: {shard}: unreadable token cache \(.+\); "
+                                          rf"tokenizing {path} again$")
 
     def test_pretraining_and_scoring_read_a_text_alike(self):
         text = "Anna went home.\n\n  \nShe slept.\nThe end.\n"
@@ -417,7 +523,117 @@ class CacheAndTextRuleTest(tf.test.TestCase):
         with open(f"{tmp}/t.txt", "w", encoding="utf-8") as f:
             f.write(text * 3)
         tokens, _, _ = corpus.tokenize_corpus([f"{tmp}/t.txt"], encoder(), f"{tmp}/cache")
-        self.assertEqual(list(tokens), list(corpus.text_ids(text * 3, encoder())))
+        self.assertEqual(list(np.asarray(tokens)), list(corpus.text_ids(text * 3, encoder())))
+
+
+def write_texts(directory, texts):
+    """Text files t0.txt, t1.txt, ... of these texts; their paths."""
+    paths = []
+    for i, text in enumerate(texts):
+        paths.append(os.path.join(directory, f"t{i}.txt"))
+        with open(paths[-1], "w", encoding="utf-8") as f:
+            f.write(text)
+    return paths
+
+
+def anon_rss():
+    """This process's anonymous resident memory (bytes): what mapped file pages do not count in."""
+    with open("/proc/self/status") as f:
+        kb, = [int(line.split()[1]) for line in f if line.startswith("RssAnon:")]
+    return kb * 1024
+
+
+class ShardedCacheTest(tf.test.TestCase):
+    """One shard per file: joined, they are the one-array corpus; reused file by file; any number of processes."""
+
+    TEXTS = ("Anna went home.\nShe slept.\n", "\n  \n", "The end came.\n\nA new day!\n", "Bob ran.")
+
+    def test_the_shards_joined_are_the_one_array_corpus(self):
+        tmp = tempfile.mkdtemp()
+        paths = write_texts(tmp, self.TEXTS)
+        tokens, cache, reused = corpus.tokenize_corpus([f"{tmp}/t*.txt"], encoder(), f"{tmp}/cache")
+        self.assertFalse(reused)
+        self.assertLen(os.listdir(cache), len(paths))  # one shard per file (the blank one too)
+        lines = [line for p in paths for line in corpus.lines_of(open(p, encoding="utf-8").read())]
+        one_array = corpus.join_lines(encoder().encode(lines), encoder())  # version 2's single array
+        self.assertAllEqual(tokens, one_array)
+        self.assertAllEqual(tokens, corpus.text_ids("\n".join(self.TEXTS), encoder()))
+        self.assertLen(tokens, len(one_array))
+        for n_ctx in (1, 3, 5, 7):  # windows across shards and their joining newlines
+            windows = range(len(one_array) // n_ctx)
+            self.assertAllEqual(corpus.window_ids(tokens, windows, n_ctx),
+                                corpus.window_ids(one_array, windows, n_ctx))
+        for start, stop in ((0, 0), (2, 9), (0, len(one_array)), (len(one_array) - 1, len(one_array))):
+            self.assertAllEqual(tokens.span(start, stop), one_array[start:stop])
+
+    def test_a_changed_file_is_tokenized_again_alone(self):
+        tmp = tempfile.mkdtemp()
+        paths = write_texts(tmp, self.TEXTS)
+        corpus.tokenize_corpus(paths, encoder(), f"{tmp}/cache")
+        before = {name: os.stat(f"{tmp}/cache/{name}").st_mtime_ns for name in os.listdir(f"{tmp}/cache")}
+        self.assertTrue(corpus.tokenize_corpus(paths, encoder(), f"{tmp}/cache")[2])
+        with open(paths[2], "a", encoding="utf-8") as f:
+            f.write("One more line.\n")
+        tokens, cache, reused = corpus.tokenize_corpus(paths, encoder(), f"{tmp}/cache")
+        self.assertFalse(reused)
+        new, = set(os.listdir(cache)) - set(before)
+        self.assertEqual(new, os.path.basename(corpus.shard_path(paths[2], encoder(), cache)))
+        self.assertEqual({n: os.stat(f"{cache}/{n}").st_mtime_ns for n in before}, before)  # the others: untouched
+        self.assertAllEqual(tokens, corpus.text_ids("\n".join(self.TEXTS[:3]) + "One more line.\n" + "\n" +
+                                                    self.TEXTS[3], encoder()))
+
+    def test_two_tokenizing_processes_give_the_same_tokens(self):
+        tmp = tempfile.mkdtemp()
+        one, _, _ = corpus.tokenize_corpus([f"{SAMPLE}/*.txt"], encoder(), f"{tmp}/one")
+        two, _, reused = corpus.tokenize_corpus([f"{SAMPLE}/*.txt"], encoder(), f"{tmp}/two", n_procs=2)
+        self.assertFalse(reused)
+        self.assertAllEqual(two, one)
+        self.assertEqual(sorted(os.listdir(f"{tmp}/one")), sorted(os.listdir(f"{tmp}/two")))
+
+    def test_a_bad_file_in_a_process_pool_is_one_line(self):
+        tmp = tempfile.mkdtemp()
+        paths = write_texts(tmp, self.TEXTS[:1])
+        with open(f"{tmp}/t1.txt", "wb") as f:
+            f.write(b"ok\ncaf\xe9\n")
+        with self.assertRaisesRegex(DataError, r"t1.txt:2: not valid UTF-8"):
+            corpus.tokenize_corpus([*paths, f"{tmp}/t1.txt"], encoder(), f"{tmp}/cache", n_procs=2)
+
+    def test_cluster_workers_tokenize_only_their_own_files(self):
+        tmp = tempfile.mkdtemp()
+        paths = write_texts(tmp, self.TEXTS)
+        shards = [corpus.shard_path(p, encoder(), f"{tmp}/cache") for p in paths]
+        with self.assertRaisesRegex(Gpt1Error, rf"^{shards[1]}: the token shard of {paths[1]} is not there after"):
+            corpus.tokenize_corpus(paths, encoder(), f"{tmp}/cache", worker=0, n_workers=2, timeout=0.2)
+        self.assertEqual(sorted(os.listdir(f"{tmp}/cache")), sorted(os.path.basename(s) for s in shards[0::2]))
+        tokens, _, reused = corpus.tokenize_corpus(paths, encoder(), f"{tmp}/cache", worker=1, n_workers=2)
+        self.assertFalse(reused)
+        self.assertAllEqual(tokens, corpus.text_ids("\n".join(self.TEXTS), encoder()))
+        self.assertTrue(corpus.tokenize_corpus(paths, encoder(), f"{tmp}/cache", worker=0, n_workers=2)[2])
+        os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]},
+                                              "task": {"type": "worker", "index": 2}})
+        try:
+            from gpt1_tf.train.cluster import task_of
+            self.assertEqual(task_of(os.environ["TF_CONFIG"]), (2, 3))
+        finally:
+            del os.environ["TF_CONFIG"]
+
+    def test_iterating_every_window_keeps_anonymous_memory_flat(self):
+        tmp = tempfile.mkdtemp()
+        rng, paths = np.random.RandomState(0), []
+        for i in range(4):  # 4 shards of 4M tokens: 32 MB of corpus
+            paths.append(f"{tmp}/s{i}.npy")
+            np.save(paths[-1], rng.randint(0, 40000, size=1 << 22).astype(np.uint16))
+        tokens = corpus.TokenShards.open(paths, newline=7)
+        n_ctx, n_windows = 512, len(tokens) // 512
+        order = corpus.epoch_order(n_windows, 64, seed=1, epoch=0)
+        before, checksum = anon_rss(), 0
+        for _ in range(3):
+            for row in order:
+                checksum += int(corpus.window_ids(tokens, row, n_ctx)[:, 0].sum())
+        growth = anon_rss() - before
+        self.assertLess(growth, 4 << 20, f"anonymous memory grew by {growth} bytes, a corpus of {len(tokens) * 2}")
+        self.assertAllEqual(corpus.window_ids(tokens, [n_windows - 1], n_ctx)[0],
+                            np.load(paths[-1])[-(len(tokens) - (n_windows - 1) * n_ctx):][:n_ctx])
 
 
 class InterruptTest(tf.test.TestCase):

@@ -11,7 +11,7 @@ import math
 import sys
 
 from gpt1_tf.errors import Gpt1Error
-from gpt1_tf.network.config import ACTIVATIONS, LR_SCHEDULES, ModelConfig, OptConfig
+from gpt1_tf.network.config import ACTIVATIONS, COMPUTE_DTYPES, LR_SCHEDULES, ModelConfig, OptConfig
 
 MODEL, OPT = ModelConfig(), OptConfig()
 
@@ -28,6 +28,14 @@ FLAGS = {
     "b1": dict(type=float, default=OPT.b1), "b2": dict(type=float, default=OPT.b2), "e": dict(type=float, default=OPT.e),
     "encoder_path": dict(type=str, default=None, help="default: the packaged encoder_bpe_40000.json"),
     "bpe_path": dict(type=str, default=None, help="default: the packaged vocab_40000.bpe"),
+    "xla": dict(action="store_true", help="compile the train/eval steps with XLA (for GPUs)"),
+    "mixed_precision": dict(
+        nargs="?", const="bfloat16", choices=COMPUTE_DTYPES[1:], default=None,
+        help="matmuls in bfloat16 (the default when given without a value) or float16 with dynamic "
+             "loss scaling; parameters, layer norms, softmaxes and losses stay float32. For GPUs, and "
+             "for CPUs with native bfloat16 (avx512_bf16 or amx_bf16 in /proc/cpuinfo), where bfloat16 "
+             "made the full model's train step 1.4x faster (BENCHMARKS.md); on other CPUs it is ~2x "
+             "slower than float32"),
 }
 
 

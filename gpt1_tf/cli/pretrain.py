@@ -23,12 +23,16 @@ def build_parser():
     p.add_argument("--desc", default="pretrain", help="run name for log/save files")
     p.add_argument("--log_dir", default="log/")
     p.add_argument("--save_dir", default="save/")
-    p.add_argument("--cache_dir", default=None, help="token cache (default <save_dir>/token_cache/)")
+    p.add_argument("--cache_dir", default=None, help="token cache: a shard per file (default <save_dir>/token_cache/)")
+    p.add_argument("--tokenize_workers", type=int, default=1, help="processes that tokenize the files not yet cached")
     p.add_argument("--out", default=None, help="the shards (default <save_dir>/<desc>/model/): a new or empty "
                    "folder, or an earlier --out of pretrain.py, which is replaced")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--n_iter", type=int, default=100, help="epochs (the paper: 100)")
     p.add_argument("--n_batch", type=int, default=64, help="windows per update, over all replicas (the paper: 64)")
+    p.add_argument("--n_micro", type=int, default=1,
+                   help="gradient accumulation: each replica's windows of an update run as this many micro-batches "
+                        "in sequence (less memory, the same update)")
     add_flags(p, "n_ctx", "n_embd", "n_head", "n_layer", "afn", "embd_pdrop", "attn_pdrop", "resid_pdrop",
               n_ctx=dict(help="tokens per window (the paper: 512)"))
     add_flags(p, "lr", lr=dict(default=PAPER_LR, help=f"maximum learning rate (the paper: {PAPER_LR})"))
@@ -46,16 +50,19 @@ def build_parser():
     p.add_argument("--cluster_timeout", type=float, default=300, help="seconds for every worker to join (TF_CONFIG)")
     p.add_argument("--collective_timeout", type=float, default=300,
                    help="seconds a gradient all-reduce may wait for the other workers before the run stops")
-    add_flags(p, "encoder_path", "bpe_path")
+    add_flags(p, "xla", "mixed_precision", "encoder_path", "bpe_path")
     return p
 
 
 def validate(args):
     check_finite_floats(build_parser(), args)
-    for name in ("n_iter", "n_batch", "n_embd", "n_head", "n_layer", "eval_every", "save_every", "max_valid_windows",
-                 "stop_after_updates", "lr_warmup_updates"):
+    for name in ("n_iter", "n_batch", "n_micro", "n_embd", "n_head", "n_layer", "eval_every", "save_every",
+                 "max_valid_windows", "stop_after_updates", "lr_warmup_updates", "tokenize_workers"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise Gpt1Error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.n_batch % args.n_micro:
+        raise Gpt1Error(f"--n_micro {args.n_micro} does not divide --n_batch {args.n_batch}"
+                        + (": a micro-batch would be smaller than one window" if args.n_micro > args.n_batch else ""))
     if not MIN_N_CTX <= args.n_ctx <= MAX_N_CTX:
         raise Gpt1Error(f"--n_ctx must be in {MIN_N_CTX}..{MAX_N_CTX}, got {args.n_ctx}")
     if not 0 <= args.valid_fraction < 1:
@@ -76,7 +83,7 @@ def run_config(args):
     from gpt1_tf.train.pretraining import PretrainConfig
     model = ModelConfig(n_ctx=args.n_ctx, n_embd=args.n_embd, n_head=args.n_head, n_layer=args.n_layer, afn=args.afn,
                         embd_pdrop=args.embd_pdrop, attn_pdrop=args.attn_pdrop, resid_pdrop=args.resid_pdrop,
-                        clf_pdrop=0.0)
+                        clf_pdrop=0.0, compute_dtype=args.mixed_precision or "float32")
     opt = OptConfig(lr=args.lr, lr_schedule=args.lr_schedule, b1=args.b1, b2=args.b2, e=args.e, l2=args.l2,
                     vector_l2=args.vector_l2, max_grad_norm=args.max_grad_norm)
     return from_flags(PretrainConfig, args, model=model, opt=opt, command_line=dict(vars(args)))

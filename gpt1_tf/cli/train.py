@@ -11,7 +11,7 @@ import sys
 from gpt1_tf.cli.common import add_flags, check_finite_floats, exits, from_flags
 from gpt1_tf.data.tasks import TASKS
 from gpt1_tf.errors import Gpt1Error
-from gpt1_tf.network.config import COMPUTE_DTYPES, MIN_N_CTX, TASK_FORMATS, ModelConfig, OptConfig, StepConfig, check_compatible
+from gpt1_tf.network.config import MIN_N_CTX, TASK_FORMATS, ModelConfig, OptConfig, StepConfig, check_compatible
 
 DATASETS = ("rocstories", *TASKS, "generic")
 NAN_POLICIES = ("stop", "skip")
@@ -53,15 +53,9 @@ def build_parser():
     p.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism on GPUs too (always on for CPU runs)")
     p.add_argument("--nan_policy", choices=NAN_POLICIES, default="stop",
                    help="on a non-finite loss or gradient: stop (exit 1) or skip that update")
-    p.add_argument("--xla", action="store_true",
-                   help="compile the train/eval steps with XLA (static shapes: batches trimmed to a multiple of 8, "
-                        "no packing; for GPUs)")
-    p.add_argument("--mixed_precision", nargs="?", const="bfloat16", choices=COMPUTE_DTYPES[1:], default=None,
-                   help="matmuls in bfloat16 (the default when given without a value) or float16 with dynamic "
-                        "loss scaling; parameters, layer norms, softmaxes and losses stay float32. For GPUs, and "
-                        "for CPUs with native bfloat16 (avx512_bf16 or amx_bf16 in /proc/cpuinfo), where bfloat16 "
-                        "made the full model's train step 1.4x faster (BENCHMARKS.md); on other CPUs it is ~2x "
-                        "slower than float32")
+    add_flags(p, "xla", "mixed_precision",
+              xla=dict(help="compile the train/eval steps with XLA (static shapes: batches trimmed to a multiple "
+                            "of 8, no packing; for GPUs)"))
     p.add_argument("--no_trim", action="store_true", help="do not trim batches to their longest sequence")
     p.add_argument("--exact", action="store_true",
                    help="the original's arithmetic (padded batches, full LM head, no XLA): slower")

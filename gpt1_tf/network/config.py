@@ -14,7 +14,7 @@ from gpt1_tf.errors import ConfigError
 MAX_N_CTX = 512  # rows of the pretrained position table
 MIN_N_CTX = 8  # _start_, a token, _delimiter_, a token, _classify_ and a little room
 ACTIVATIONS = ("gelu", "swish", "relu")
-# those whose backward pass may recompute them instead of keeping them (StepConfig.recompute_act)
+# those whose backward pass may recompute them instead of keeping them (StepConfig.recompute)
 RECOMPUTED_ACTIVATIONS = ("gelu",)
 LR_SCHEDULES = ("warmup_cosine", "warmup_linear", "warmup_constant")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
@@ -150,11 +150,11 @@ class OptConfig:
 # the options each mode fixes; None fields of a StepConfig take these, then the defaults below
 _MODE_FIXES = {
     "exact": dict(trim=False, packed=False, lm_head="full", pool_only_eval=False, fused_apply=False,
-                  recompute_act=False),
+                  recompute=False),
     "xla": dict(packed=False, lm_head="full"),
     "default": {},
 }
-_STEP_DEFAULTS = dict(trim=True, packed=True, lm_head="masked", pool_only_eval=True, recompute_act=True)
+_STEP_DEFAULTS = dict(trim=True, packed=True, lm_head="masked", pool_only_eval=True, recompute=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,9 +163,9 @@ class StepConfig:
 
     Modes: the default (`trim` each batch to its longest sequence, `packed` dense layers, the
     `masked` LM head, `pool_only_eval`: the last block of an evaluation only where the classifier
-    reads, `fused_apply`: the Adam update compiled with XLA, and `recompute_act`: the MLP's
-    activation recomputed in the backward pass instead of kept, ~0.5 GB less for a full-size
-    Story Cloze tower, the same gradients up to rounding); `exact`, the original's
+    reads, `fused_apply`: the Adam update compiled with XLA, and `recompute`: the MLP's
+    GELU recomputed in the backward pass instead of kept, ~0.5 GB less for a full-size Story
+    Cloze tower, the same gradients up to rounding); `exact`, the original's
     arithmetic (padded batches, the full LM head, nothing fused); `xla`, static shapes for XLA
     (batches trimmed to a multiple of 8, the padded layout, the full LM head). A field left None
     takes its mode's value (`fused_apply` None: on with one tower, decided by the Trainer); a value
@@ -179,7 +179,7 @@ class StepConfig:
     lm_head: str | None = None
     pool_only_eval: bool | None = None
     fused_apply: bool | None = None
-    recompute_act: bool | None = None
+    recompute: bool | None = None
 
     def __post_init__(self):
         if self.exact and self.xla:

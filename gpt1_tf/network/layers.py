@@ -24,6 +24,8 @@ def site_seed(seed, site):
     """A distinct stateless seed for each dropout site (None stays None)."""
     if seed is None:
         return None
+    if isinstance(seed, ops.WindowSeed):
+        return ops.WindowSeed(tf.random.experimental.stateless_fold_in(seed.seed, site), seed.first)
     return tf.random.experimental.stateless_fold_in(seed, site)
 
 
@@ -35,18 +37,25 @@ def _dropout(x, rate, seed, *, n_ctx=None, seq_axes=(), layout=None):
     drops at the same positions; with `layout`, x is packed [N, n] and the mask is gathered the
     same way (`packing.dropout`). Without n_ctx, `ops.dropout` on x's own shape. Arithmetic as
     tf.nn.experimental.stateless_dropout: x * (1 / (1 - rate)) where uniform >= rate, else 0.
-    The uniforms are float32 whatever x's dtype (the same mask under mixed precision).
+    The uniforms are float32 whatever x's dtype (the same mask under mixed precision). With an
+    `ops.WindowSeed` (x [windows, ...], padded layout), row b's uniforms are window first + b's
+    (`ops.window_uniform`): the masks do not depend on how the global batch was split.
     """
     if seed is None or rate <= 0:
         return x
+    windows = isinstance(seed, ops.WindowSeed)
     if layout is not None:
+        assert not windows, "packed layouts: fine-tuning's per-tower seeds only"
         return packing.dropout(x, rate, seed, layout, n_ctx=n_ctx)
     if n_ctx is None:
         return ops.dropout(x, rate, seed)
     shape = ops.shape_list(x)
-    # a stack of the dimensions, not a scatter: XLA must see the shape as a compile-time constant
-    full = tf.stack([n_ctx if axis in seq_axes else d for axis, d in enumerate(shape)])
-    u = tf.slice(tf.random.stateless_uniform(full, seed=seed, dtype=tf.float32), [0] * len(shape), tf.shape(x))
+    full = [n_ctx if axis in seq_axes else d for axis, d in enumerate(shape)]
+    if windows:
+        u = ops.window_uniform(full, seed)
+    else:  # a stack of the dimensions, not a scatter: XLA must see the shape as a compile-time constant
+        u = tf.random.stateless_uniform(tf.stack(full), seed=seed, dtype=tf.float32)
+    u = tf.slice(u, [0] * len(shape), tf.shape(x))
     return packing.apply_keep(x, u >= rate, rate)
 
 
@@ -222,11 +231,11 @@ class MLP(_Layer):
         self.c_proj = Conv1D(nx, 1, name="c_proj")
         self.c_proj.build(input_shape[:-1] + (self.n_state,))
 
-    def call(self, x, seed=None, layout=None, recompute_act=False):
-        """`recompute_act`: the activation's intermediates recomputed in the backward pass where that is
+    def call(self, x, seed=None, layout=None, recompute=False):
+        """`recompute`: the activation's intermediates recomputed in the backward pass where that is
         worth it (`ops.RECOMPUTED_ACT_FNS`: the GELU)."""
         c = self.c_fc(x)
-        act = (recompute_act and ops.RECOMPUTED_ACT_FNS.get(self.afn)) or ops.ACT_FNS[self.afn]
+        act = (recompute and ops.RECOMPUTED_ACT_FNS.get(self.afn)) or ops.ACT_FNS[self.afn]
         h = ops.to_dtype(act(ops.to_dtype(c, tf.float32)), c.dtype)  # activation in float32
         h2 = self.c_proj(h)
         return _dropout(h2, self.resid_pdrop, seed, n_ctx=self.n_ctx, seq_axes=(1,), layout=layout)
@@ -258,7 +267,7 @@ class Block(_Layer):
         self.mlp.build(input_shape)
         self.ln_2.build(input_shape)
 
-    def call(self, x, seed=None, layout=None, pool=None, cache=None, cache_update_index=None, recompute_act=False):
+    def call(self, x, seed=None, layout=None, pool=None, cache=None, cache_update_index=None, recompute=False):
         """x [batch, sequence, n_embd], or packed [N, n_embd] with its `packing.PackLayout`.
 
         With `pool` [batch] (positions; no dropout), only the outputs at those positions are
@@ -266,7 +275,7 @@ class Block(_Layer):
         before them only. The last block of an evaluation, where only the classifier reads h.
         With `cache` [2, batch, heads, n_ctx, d] (decoding, no dropout), x [batch, S, n_embd] is at
         positions cache_update_index.. (`Attention._call_cached`): returns (h, updated cache).
-        `recompute_act`: the MLP's activation recomputed in the backward pass (less memory, same gradients).
+        `recompute`: the MLP's activation recomputed in the backward pass (less memory, the same gradients).
         """
         if cache is not None:
             assert seed is None and layout is None and pool is None, "cache: decoding only"
@@ -280,7 +289,7 @@ class Block(_Layer):
         else:
             a = self.attn(x, seed=site_seed(seed, 0), layout=layout)
         n = self.ln_1(x + a)
-        m = self.mlp(n, seed=site_seed(seed, 1), layout=layout, recompute_act=recompute_act)
+        m = self.mlp(n, seed=site_seed(seed, 1), layout=layout, recompute=recompute)
         return self.ln_2(n + m)
 
     def get_config(self):

@@ -70,26 +70,27 @@ class Transformer(keras.layers.Layer):
         return [arrays.walk(self, a.path) for a in arrays.MODEL_FIRST] + [
             p for block in self.blocks for p in arrays.layer_params(block)]
 
-    def hidden(self, X, M=None, seed=None, pool=None, packed=False, K=1, recompute_act=False):
+    def hidden(self, X, M=None, seed=None, pool=None, packed=False, K=1, recompute=False):
         """Hidden states [S, T, n_embd] of X [S, T, 2], and the (dropped-out) table `we`.
 
         `seed` ([2] int) drives every dropout mask (None: no dropout). With `pool` [S] (no
         dropout), the last block runs at those positions only: h [S, n_embd]. `packed=True` (needs
         M [S, T]) runs the dense layers on the needed positions only (`gpt1_tf.network.packing`): same
         states, gradients and dropout masks, fewer FLOPs; the S sequences are examples of K each
-        (consecutive), whose common prefix is computed once. `recompute_act`: each MLP's activation
-        recomputed in the backward pass instead of kept (`ops.recomputed`): same gradients, less memory.
+        (consecutive), whose common prefix is computed once. `recompute`: each block's MLP
+        activation recomputed in the backward pass instead of kept (`ops.recomputed`): the same
+        gradients, less memory.
         """
         cfg = self.cfg
         # embedding dropout on the table itself, as the original: the tied LM head sees it too
         we = ops.dropout(self.we, cfg.embd_pdrop, site_seed(seed, _SITE_EMBD))
         if not packed:
             h = ops.to_dtype(tf.reduce_sum(tf.gather(we, X), 2), cfg.compute_dtype)  # token + position rows
-            return self._blocks(h, seed, pool, recompute_act=recompute_act), we
+            return self._blocks(h, seed, pool, recompute=recompute), we
         # an example's K sequences share their common prefix when nothing is dropped (seed None)
         layout = packing.pack_layout(X, M, clf_token=cfg.clf_token, share_prefix=seed is None, K=K)
         h = ops.to_dtype(packing.embed(we, X, layout), cfg.compute_dtype)  # [N, n_embd]
-        h = self._blocks(h, seed, pool, layout, recompute_act)
+        h = self._blocks(h, seed, pool, layout, recompute)
         return (h if pool is not None else packing.unpack(h, layout)), we
 
     def empty_cache(self, batch):
@@ -113,11 +114,11 @@ class Transformer(keras.layers.Layer):
             new.append(kv)
         return h, tf.stack(new)
 
-    def _blocks(self, h, seed, pool, layout=None, recompute_act=False):
+    def _blocks(self, h, seed, pool, layout=None, recompute=False):
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             h = block(h, seed=site_seed(seed, _SITE_BLOCK0 + i), layout=layout,
-                      pool=pool if i == last else None, recompute_act=recompute_act)
+                      pool=pool if i == last else None, recompute=recompute)
         return h
 
     def get_config(self):
@@ -162,7 +163,7 @@ class TransformerModel(keras.Model):
         return params
 
     def call(self, X, M, Y=None, training=False, seed=None, compute_lm=True, lm_head="masked",
-             packed=False, pool_only=False, recompute_act=False):
+             packed=False, pool_only=False, recompute=False):
         """Returns (clf_logits [B, K] or [B, n_clf_out], clf_losses [B] or None, lm_losses [B*K] or None).
 
         `seed` ([2] int32) drives every dropout mask when `training`; without it nothing is dropped.
@@ -171,8 +172,8 @@ class TransformerModel(keras.Model):
         `packed=True` runs the dense layers on the needed positions only (`gpt1_tf.network.packing`): same
         outputs, gradients and dropout masks, fewer FLOPs; the Trainer's default.
         `pool_only=True` (without the LM head and dropout: evaluation) runs the last block at the
-        `_classify_` positions only: same outputs, ~6% fewer FLOPs. `recompute_act=True` recomputes
-        each MLP's activation in the backward pass: same gradients, less memory (`ops.recomputed`).
+        `_classify_` positions only: same outputs, ~6% fewer FLOPs. `recompute=True` recomputes
+        the MLP activations in the backward pass: the same gradients, less memory.
         """
         cfg = self.cfg
         if not training:
@@ -183,7 +184,7 @@ class TransformerModel(keras.Model):
         pool = ops.pool_index(X, cfg.clf_token) if pool_only and not compute_lm and seed is None else None
         # the body's method, not its __call__: no extra name scope, so the gradient ops keep the
         # names that order Grappler's sums as in the original (see gpt1_tf.train.trainer)
-        h, we = self.transformer.hidden(X, M, seed, pool, packed, K, recompute_act)
+        h, we = self.transformer.hidden(X, M, seed, pool, packed, K, recompute)
 
         lm_losses = LM_HEADS[lm_head](h, we, X, M) if compute_lm else None
         clf_h = h if pool is not None else pooled(h, X, cfg.clf_token)

@@ -1,5 +1,6 @@
 """Pure tensor helpers (no weights): activations, norm arithmetic, head split/merge, causal mask."""
 import math
+from typing import NamedTuple
 
 import tensorflow as tf
 
@@ -38,28 +39,28 @@ def swish(x):
 ACT_FNS = {"relu": tf.nn.relu, "swish": swish, "gelu": gelu}
 
 
-def recomputed(act):
-    """`act` whose backward pass recomputes its intermediates from its input instead of keeping them.
+def recomputed(fn):
+    """`fn` (of tensors) whose backward pass recomputes its intermediates from its inputs instead of keeping them.
 
     The tanh-GELU keeps six [tokens, 4 n_embd] tensors per block for its gradient: most of a
     fine-tuning tower's activations (`RECOMPUTED_ACT_FNS`). Recomputed, the backward pass runs the
-    same forward ops on the same input, then the same gradient ops (tf.gradients in a graph, as the
-    trainers' own): the forward pass is unchanged, the gradients equal up to rounding (TensorFlow
-    may choose other matmul kernels for the changed graph: ~1e-9 apart). The recomputation waits
-    for the incoming gradient, so Grappler cannot merge it with the forward pass.
+    same forward ops on the same inputs, then the same gradient ops (tf.gradients in a graph, as
+    the trainers' own): the forward pass is unchanged, the gradients equal up to rounding
+    (TensorFlow may choose other matmul kernels for the changed graph: ~1e-9 apart). The
+    recomputation waits for the incoming gradient, so Grappler cannot merge it with the forward pass.
     """
     @tf.custom_gradient
-    def f(x):
+    def f(*xs):
         def grad(dy):
             with tf.control_dependencies([dy]):
-                xr = tf.identity(x)
+                xr = [tf.identity(x) for x in xs]
             if tf.executing_eagerly():
                 with tf.GradientTape() as tape:
                     tape.watch(xr)
-                    y = act(xr)
+                    y = fn(*xr)
                 return tape.gradient(y, xr, output_gradients=dy)
-            return tf.gradients(act(xr), xr, grad_ys=dy)[0]
-        return act(x), grad
+            return tf.gradients(fn(*xr), xr, grad_ys=dy)
+        return fn(*xs), grad
     return f
 
 
@@ -130,12 +131,43 @@ def rows_at(x, pool):
     return tf.gather(tf.reshape(x, [-1, n]), tf.range(S, dtype=tf.int32) * T + pool)
 
 
+class WindowSeed(NamedTuple):
+    """A dropout seed whose masks do not depend on how a global batch is split (pretraining).
+
+    `seed` ([2] int): the update's; `first` (scalar int): the place in the global batch of the
+    first window (row 0) of the tensors it drops. Row b's mask is a function of (seed, first + b)
+    alone (`window_uniform`), so replicas, workers and micro-batches draw the masks one process
+    would. A tensor that all windows share (the embedding table) is dropped by `seed` alone.
+    """
+    seed: tf.Tensor
+    first: tf.Tensor
+
+
+def window_uniform(shape, seed):
+    """Uniforms [B, ...] (`shape`, static but for B) whose row b is window seed.first + b's.
+
+    One Philox stream per update seed, cut into a block per window (its elements rounded up to a
+    multiple of Philox's 4 outputs a counter): row b starts at counter (first + b) x block, so any
+    slice of the global batch draws exactly its rows of the whole batch's uniforms, in one op.
+    """
+    per_window = math.prod(shape[1:])
+    block = -(-per_window // 4)  # counters a window
+    key, counter = tf.raw_ops.StatelessRandomGetKeyCounter(seed=seed.seed)
+    start = tf.cast(tf.cast(seed.first, tf.int64) * block, tf.uint64)
+    u = tf.raw_ops.StatelessRandomUniformV2(shape=tf.stack([shape[0], block * 4]), key=key,
+                                             counter=tf.stack([start, counter[1]]), alg=1, dtype=tf.float32)
+    return tf.reshape(u[:, :per_window], tf.stack(shape))
+
+
 def dropout(x, rate, seed, *, noise_shape=None):
     """Inverted dropout as tf.nn.dropout, but stateless: `seed` ([2] int) pins the mask exactly.
 
     A stateless mask makes a run a function of (seed, update): resumable and identical across
-    runs. `seed=None` or rate 0 means no dropout (evaluation).
+    runs. `seed=None` or rate 0 means no dropout (evaluation). A `WindowSeed` drops x as a tensor
+    all windows share: by its update seed alone.
     """
     if seed is None or rate <= 0:
         return x
+    if isinstance(seed, WindowSeed):
+        seed = seed.seed
     return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed, noise_shape=noise_shape)

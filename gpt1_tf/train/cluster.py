@@ -42,6 +42,13 @@ def cluster_of(tf_config):
     return me, [a for a in addresses if a != me]
 
 
+def task_of(tf_config):
+    """(this task's position, the number of tasks) in TF_CONFIG's cluster: every job's tasks, in the spec's order."""
+    me, others = cluster_of(tf_config)
+    addresses = [a for job in json.loads(tf_config)["cluster"].values() for a in job]
+    return addresses.index(me), 1 + len(others)
+
+
 def _address(text):
     """(host, port) of a TF_CONFIG address `host:port` ([v6]:port too); Gpt1Error naming it otherwise."""
     host, _, port = text.rpartition(":") if isinstance(text, str) else ("", "", "")

@@ -9,6 +9,7 @@ import dataclasses
 import os
 import random
 import sys
+import time
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from gpt1_tf.data.inputs import DataConfig
 from gpt1_tf.errors import Gpt1Error
 from gpt1_tf.files import atomic_write, check_output_folder
 from gpt1_tf.network.config import ModelConfig, OptConfig, StepConfig
-from gpt1_tf.train import checkpoints, logs
+from gpt1_tf.train import checkpoints, logs, throughput
 from gpt1_tf.train.core import RunCore
 from gpt1_tf.train.interrupts import StopOnInterrupt
 from gpt1_tf.weights import pretrained
@@ -74,7 +75,7 @@ def train(cfg):
     opt_cfg = dataclasses.replace(cfg.opt, t_total=n_batches * cfg.n_iter)
     from gpt1_tf.train.memory import check_memory
     check_memory(model_cfg, cfg.n_batch, cfg.n_gpu, n_seqs=train_split.X.shape[1],
-                 recompute_act=cfg.step.recompute_act)
+                 recompute=cfg.step.recompute)
     run = Run(cfg, data)  # output locations checked, nothing written yet
     init = initial_params(cfg, weights, model_cfg)
     trainer, towers_note = build_trainer(cfg, model_cfg, opt_cfg)
@@ -101,8 +102,9 @@ def train(cfg):
             for position, (xmb, mmb, ymb) in enumerate(bar):
                 if position < run.position:
                     continue
+                started = time.perf_counter()
                 result = trainer.train_step(xmb, mmb, ymb, trainer.n_updates)
-                run.record_step(result, bar)
+                run.record_step(result, bar, tokens=int(mmb.sum()), seconds=time.perf_counter() - started)
                 n_updates, applied = trainer.n_updates, result.status == APPLIED
                 evaluate = applied and n_updates in EVAL_UPDATES and run.n_epochs == 0
                 stop_now = cfg.stop_after_updates is not None and n_updates >= cfg.stop_after_updates
@@ -211,9 +213,15 @@ class Run(RunCore):
                 raise Gpt1Error(f"{path}: is a folder; the run writes a file there")
         self.best_score, self.n_skipped = 0.0, 0
         self.last_scores = {}  # the latest evaluation's validation scores, for the progress bar
+        self.meter = None
 
     def hold(self, trainer):
-        """Lock the run folder, then resume from the newest checkpoint (--resume) or start afresh."""
+        """Lock the run folder, then resume from the newest checkpoint (--resume) or start afresh.
+
+        First the throughput meter, with the machine's peak for the MFU (`throughput.strategy_peak`).
+        """
+        fpt = throughput.flops_per_token(trainer.cfg, lm_head=trainer.lm_coef > 0)
+        self.meter = throughput.Meter(fpt, throughput.strategy_peak(trainer.strategy, trainer.cfg.compute_dtype))
         parts = dict(model=trainer.model, optimizer=trainer.optimizer)
         if trainer.loss_scale is not None:
             parts["loss_scale"] = trainer.loss_scale
@@ -237,11 +245,16 @@ class Run(RunCore):
         if self.cfg.submit:
             self.save_params()
 
-    def record_step(self, result, bar):
-        """Log what became of a step: an update (TensorBoard), a skipped one, or stop on a divergence."""
+    def record_step(self, result, bar, *, tokens, seconds):
+        """Log what became of a step: an update (TensorBoard), a skipped one, or stop on a divergence.
+
+        `tokens`, `seconds`: the step's for the meter, applied or skipped (it did the work): the
+        ones of the batch's mask M, the positions the model computes, and the step's time.
+        """
         import tensorflow as tf
         from tqdm import tqdm
         from gpt1_tf.train.trainer import LOSS_SCALE_OVERFLOW, NONFINITE
+        self.meter.update(tokens, seconds)
         n_update = self.trainer.n_updates
         if result.status == LOSS_SCALE_OVERFLOW:  # float16 loss scaling: skipped, scale halved
             self.logger.loss_scale_overflow(n_epochs=self.n_epochs, n_updates=n_update,
@@ -256,7 +269,7 @@ class Run(RunCore):
             tqdm.write(f"warning: non-finite loss or gradient norm at update {n_update + 1}: skipped "
                        f"({self.n_skipped} so far)", file=sys.stderr)
         else:
-            bar.set_postfix(loss=f"{result.loss:.3f}", **self.last_scores)
+            bar.set_postfix(dict(loss=f"{result.loss:.3f}", **self.last_scores, **self.meter.postfix()))  # in this order
             with self.writer.as_default(step=n_update):
                 tf.summary.scalar("train_clf_loss", result.loss)
                 tf.summary.scalar("learning_rate", result.lr)
@@ -265,7 +278,8 @@ class Run(RunCore):
         """The original `log()`: costs and metrics of train[:n_valid] and valid; best params on improvement.
 
         Story Cloze logs the original's record (tr_cost, va_cost, tr_acc, va_acc); another task logs
-        tr_/va_ of each of its metrics, and the cost and metrics of its further dev splits.
+        tr_/va_ of each of its metrics, and the cost and metrics of its further dev splits; then the
+        training steps' throughput since the previous evaluation (`throughput.Meter.interval`).
         """
         from tqdm import tqdm
         d, names = self.data, self.data.metrics
@@ -280,11 +294,13 @@ class Run(RunCore):
             cost, scores = self.score_split(split, len(split.Y), f"eval {split.name}")
             record[f"{split.name}_cost"] = cost
             record.update({f"{split.name}_{k}": v for k, v in scores.items()})
+        extra = [f"{k} {v:.2f}" for k, v in record.items() if k not in logs.ORIGINAL_KEYS and k[3:] not in names]
+        rate, mfu = self.meter.interval()
+        record.update(tokens_per_s=rate, mfu=mfu)
         self.logger.evaluation(**record)
         line = "%d %d %.3f %.3f" % (record["n_epochs"], record["n_updates"], tr_cost, va_cost)
         line += "".join(" %.2f %.2f" % (tr_scores[name], va_scores[name]) for name in names)
-        extra = [f"{k} {v:.2f}" for k, v in record.items() if k not in logs.ORIGINAL_KEYS and k[3:] not in names]
-        tqdm.write(line + ("  (" + ", ".join(extra) + ")" if extra else ""))
+        tqdm.write(line + ("  (" + ", ".join(extra) + ")" if extra else ""))  # the original's line: no rates
         self.write_scalars(record)
         self.last_scores = {f"va_{name}": f"{va_scores[name]:.2f}" for name in names}
         score = va_scores[names[0]]  # the task's own metric decides
@@ -310,7 +326,7 @@ class Run(RunCore):
         import tensorflow as tf
         with self.writer.as_default(step=record["n_updates"]):
             for k, v in record.items():
-                if k not in ("n_epochs", "n_updates"):
+                if k not in ("n_epochs", "n_updates") and v is not None:
                     tf.summary.scalar(k, v)
 
     def checkpoint_state(self):

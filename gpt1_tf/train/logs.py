@@ -5,7 +5,11 @@ record, of one of these kinds, told apart by the key it carries:
 
 - EVALUATION (`va_cost`): n_epochs, n_updates, tr_cost, va_cost, then tr_/va_ of each of the task's
   metrics (Story Cloze: tr_acc, va_acc, the original's record; `gpt1_tf.metrics`), then any scores
-  by group (`va_middle_acc`) and of further dev splits (`dev_mismatched_cost`, `dev_mismatched_acc`)
+  by group (`va_middle_acc`) and of further dev splits (`dev_mismatched_cost`, `dev_mismatched_acc`),
+  and last THROUGHPUT_KEYS: tokens_per_s, the training steps' tokens a second since the previous
+  evaluation (the first update, which compiles, left out), and mfu, the model FLOP utilisation as a
+  fraction (`gpt1_tf.train.throughput`); each null where unknown. Timing, like `time`: two runs'
+  records that are otherwise equal differ in them
 - SKIPPED_UPDATE (`skipped_update`): an update dropped by `--nan_policy skip`
 - LOSS_SCALE_OVERFLOW (`loss_scale_overflow`): an update skipped by float16 loss scaling
 """
@@ -19,6 +23,7 @@ from gpt1_tf.files import atomic_write
 EVALUATION, SKIPPED_UPDATE, LOSS_SCALE_OVERFLOW = "va_cost", "skipped_update", "loss_scale_overflow"
 ORIGINAL_KEYS = ("n_epochs", "n_updates", "tr_cost", "va_cost")  # of every evaluation record, in this order
 RECORD_KINDS = (EVALUATION, SKIPPED_UPDATE, LOSS_SCALE_OVERFLOW)
+THROUGHPUT_KEYS = ("tokens_per_s", "mfu")  # the last of every evaluation record, in this order
 
 
 def strict_json(record):
@@ -55,9 +60,10 @@ class ResultLogger:
         self.lines = list(lines)
         self._flush()
 
-    def evaluation(self, *, n_epochs, n_updates, tr_cost, va_cost, **scores):
-        """One evaluation: the costs, then `scores` (tr_<metric>, va_<metric>, ...) in the given order."""
-        self._log(n_epochs=n_epochs, n_updates=n_updates, tr_cost=tr_cost, va_cost=va_cost, **scores)
+    def evaluation(self, *, n_epochs, n_updates, tr_cost, va_cost, tokens_per_s=None, mfu=None, **scores):
+        """One evaluation: the costs, then `scores` (tr_<metric>, va_<metric>, ...) in the given order, then the throughput."""
+        self._log(n_epochs=n_epochs, n_updates=n_updates, tr_cost=tr_cost, va_cost=va_cost, **scores,
+                  tokens_per_s=tokens_per_s, mfu=mfu)
 
     def skipped_update(self, *, n_epochs, n_updates, n_skipped):
         self._log(n_epochs=n_epochs, n_updates=n_updates, **{SKIPPED_UPDATE: n_updates + 1}, n_skipped=n_skipped)

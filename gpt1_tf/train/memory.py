@@ -17,7 +17,7 @@ STATE_COPIES = 4  # parameters, Adam m and v, gradients
 # attention ~14 x n_embd (c_attn, split heads, merge, c_proj, dropout, residual, ln_1), MLP ~20 x n_embd
 # (c_fc, the tanh-GELU intermediates, c_proj, dropout, residual, ln_2) ...
 ACT_PER_EMBD = 34
-# ... of which recomputing the GELU in the backward pass saves (StepConfig.recompute_act; measured: 0.53 GB of a
+# ... of which recomputing the GELU in the backward pass saves (StepConfig.recompute; measured: 0.53 GB of a
 # full-size tower of 8 stories x 2 endings x 77 tokens)
 RECOMPUTED_ACT_PER_EMBD = 12
 # ... and per head: scores, mask, softmax, dropout mask, dropped probabilities, each T wide
@@ -45,18 +45,18 @@ def n_params(cfg):
     return arrays.n_model_values(cfg)
 
 
-def estimate_train_bytes(model_cfg, n_batch, n_towers=1, n_seqs=2, recompute_act=True):
+def estimate_train_bytes(model_cfg, n_batch, n_towers=1, n_seqs=2, recompute=True):
     """Memory of training n_towers towers of n_batch examples (of n_seqs sequences) each in sequence on one device.
 
     One copy of the parameters, Adam slots and gradients; with several towers, also the running
     sum of their gradients. The towers run one after the other, so the activations and logits
     are one tower's. For one tower per device (several GPUs), n_towers=1 gives each device's
-    need. Sequences are taken at full n_ctx (trimming only lowers the real need). `recompute_act`:
-    the step's (`StepConfig.recompute_act`), which recomputes the GELU rather than keeping it.
+    need. Sequences are taken at full n_ctx (trimming only lowers the real need). `recompute`:
+    the step's (`StepConfig.recompute`), which recomputes the GELU rather than keeping it.
     """
     T = model_cfg.n_ctx
     tokens = n_batch * n_seqs * T  # [n_batch, K sequences (Story Cloze: 2 endings), n_ctx] per tower
-    recomputed = recompute_act and model_cfg.afn in RECOMPUTED_ACTIVATIONS
+    recomputed = recompute and model_cfg.afn in RECOMPUTED_ACTIVATIONS
     per_embd = ACT_PER_EMBD - (RECOMPUTED_ACT_PER_EMBD if recomputed else 0)
     per_token_layer = per_embd * model_cfg.n_embd + ACT_PER_HEAD_T * model_cfg.n_head * T
     return MemoryEstimate(
@@ -109,13 +109,13 @@ def device_memory(n_gpu):
     return available, towers, "each GPU" if towers == 1 else "the GPU"
 
 
-def check_memory(model_cfg, n_batch, n_gpu, n_seqs=2, recompute_act=True):
+def check_memory(model_cfg, n_batch, n_gpu, n_seqs=2, recompute=True):
     """Refuse, with one line, a run whose estimated memory clearly exceeds what the towers' device has."""
     from gpt1_tf.errors import Gpt1Error
     available, towers, where = device_memory(n_gpu)
     if not available:
         return  # unknown: let TensorFlow find out
-    need = estimate_train_bytes(model_cfg, n_batch, towers, n_seqs, recompute_act)
+    need = estimate_train_bytes(model_cfg, n_batch, towers, n_seqs, recompute)
     if need.total > available:
         how = f"{towers} towers in sequence" if towers > 1 else "one tower"
         raise Gpt1Error(

@@ -136,7 +136,7 @@ class Trainer(TrainerCore):
         step = self.step_cfg
         _, clf_losses, lm_losses = self.model(X, M, Y, training=True, seed=seed, compute_lm=self.lm_coef > 0,
                                               lm_head=step.lm_head, packed=step.packed,
-                                              recompute_act=step.recompute_act)
+                                              recompute=step.recompute)
         loss = train_loss(clf_losses, lm_losses, self.lm_coef)
         if self.loss_scale is not None:
             loss = loss * loss_scale
