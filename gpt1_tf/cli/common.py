@@ -34,8 +34,9 @@ FLAGS = {
         help="matmuls in bfloat16 (the default when given without a value) or float16 with dynamic "
              "loss scaling; parameters, layer norms, softmaxes and losses stay float32. For GPUs, and "
              "for CPUs with native bfloat16 (avx512_bf16 or amx_bf16 in /proc/cpuinfo), where bfloat16 "
-             "made the full model's train step 1.4x faster (BENCHMARKS.md); on other CPUs it is ~2x "
-             "slower than float32"),
+             "made the full model's train step 1.4x faster on an AMD EPYC but pretraining 2.8x slower on "
+             "an Intel Xeon without AMX (BENCHMARKS.md, runs G and I): measure on yours; on other CPUs it "
+             "is ~2x slower than float32"),
 }
 
 
