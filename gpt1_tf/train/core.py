@@ -31,6 +31,14 @@ class TrainerCore:
             self.optimizer = OpenAIAdam(opt_cfg)
             self.optimizer.build(self.params)
         self._apply_fn = tf.function(self._apply, jit_compile=jit_apply)
+        self.loss_scale = None  # a subclass's `DynamicLossScale` under float16
+
+    def checkpoint_parts(self):
+        """What a checkpoint holds of the trainer: the model, the optimizer, and the loss scale if there is one."""
+        parts = {"model": self.model, "optimizer": self.optimizer}
+        if self.loss_scale is not None:
+            parts["loss_scale"] = self.loss_scale
+        return parts
 
     def _apply(self, grads, norm=None):
         """Clip by global norm (`norm` when the caller has it), then the original Adam: one update."""

@@ -222,10 +222,7 @@ class Run(RunCore):
         """
         fpt = throughput.flops_per_token(trainer.cfg, lm_head=trainer.lm_coef > 0)
         self.meter = throughput.Meter(fpt, throughput.strategy_peak(trainer.strategy, trainer.cfg.compute_dtype))
-        parts = dict(model=trainer.model, optimizer=trainer.optimizer)
-        if trainer.loss_scale is not None:
-            parts["loss_scale"] = trainer.loss_scale
-        return super().hold(trainer, parts)
+        return super().hold(trainer, trainer.checkpoint_parts())
 
     def resumed(self, state):
         if state is None and self.resume:

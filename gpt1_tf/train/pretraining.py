@@ -145,7 +145,7 @@ class LMTrainer(TrainerCore):
         scale = tf.constant(1.0 if self.loss_scale is None else self.loss_scale.value(), tf.float32)
         grads, loss = self._grads_fn(dist_ids, step_seed, scale)
         loss, norm = float(loss), float(tf.linalg.global_norm(grads))
-        if self.loss_scale is not None and np.isfinite(loss) and not np.isfinite(norm) and self.loss_scale.overflow():
+        if self.loss_scale is not None and self.loss_scale.overflowed(loss, norm):
             return loss, norm, None
         if not (np.isfinite(loss) and np.isfinite(norm)):
             raise Gpt1Error(f"update {self.n_updates + 1}: the loss or gradient is not finite (loss {loss}, "
@@ -275,10 +275,7 @@ class PretrainRun(RunCore):
         """
         peak = throughput.strategy_peak(trainer.strategy, trainer.cfg.compute_dtype) if self.chief else None
         self.meter = throughput.Meter(throughput.flops_per_token(trainer.cfg), peak)
-        parts = {"model": trainer.model, "optimizer": trainer.optimizer}
-        if trainer.loss_scale is not None:
-            parts["loss_scale"] = trainer.loss_scale
-        return super().hold(trainer, parts)
+        return super().hold(trainer, trainer.checkpoint_parts())
 
     def __exit__(self, *exc):
         if self.bar is not None:

@@ -77,6 +77,15 @@ class DynamicLossScale(tf.Module):
         self.scale.assign(max(self.value() / 2, self.minimum))
         return True
 
+    def overflowed(self, losses, norm):
+        """Whether gradients of finite `losses` with a non-finite global `norm` overflowed; if so, halve (`overflow`).
+
+        False when the losses are not finite, or the scale is at its minimum: a real divergence.
+        """
+        if np.isfinite(float(norm)) or not np.all(np.isfinite(losses)):
+            return False
+        return self.overflow()
+
     def finite(self):
         """Record an applied update."""
         self.good_steps.assign_add(1)
@@ -201,9 +210,7 @@ class Trainer(TrainerCore):
         If so the scale is halved and the caller skips the update. False without loss scaling, and
         when the scale is already at its minimum: a non-finite gradient is then a real divergence.
         """
-        if self.loss_scale is None or np.isfinite(float(norm)) or not np.all(np.isfinite(clf_losses)):
-            return False
-        return self.loss_scale.overflow()
+        return self.loss_scale is not None and self.loss_scale.overflowed(clf_losses, norm)
 
     def apply_gradients(self, grads, norm):
         """The update from `compute_gradients`' gradients and their global norm (clipping reuses it)."""
