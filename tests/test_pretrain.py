@@ -71,6 +71,11 @@ def shards_of(work, desc="pretrain"):
     return pretrained.load_shards(os.path.join(work, "save", desc, "model"))
 
 
+def whole(tokens):
+    """A corpus' ids, all of them (small corpora only)."""
+    return tokens.span(0, len(tokens))
+
+
 def assert_close_rel(test, got, want, rel):
     for i, (a, b) in enumerate(zip(got, want)):
         scale = max(float(np.abs(b).max()), 1e-30)
@@ -83,10 +88,10 @@ class CorpusTest(tf.test.TestCase):
         path = small_corpus(tmp, 30)
         tokens, cache, reused = corpus.tokenize_corpus([os.path.join(tmp, "*.txt")], encoder(), f"{tmp}/cache")
         self.assertFalse(reused)
-        self.assertEqual(tokens.dtype, np.uint16)
+        self.assertTrue(all(s.dtype == np.uint16 for s in tokens.shards))
         with open(path, encoding="utf-8") as f:
             want = encoder().encode([f.read()])[0]  # the lines joined by the newline token, as the whole text gives
-        self.assertAllEqual(tokens, want)
+        self.assertAllEqual(whole(tokens), want)
         again, cache2, reused = corpus.tokenize_corpus([path], encoder(), f"{tmp}/cache")
         self.assertTrue(reused)
         self.assertEqual(cache, cache2)
@@ -494,7 +499,7 @@ class CacheAndTextRuleTest(tf.test.TestCase):
         tmp = tempfile.mkdtemp()
         path = small_corpus(tmp, 30)
         tokens, cache, _ = corpus.tokenize_corpus([path], encoder(), f"{tmp}/cache")
-        want, shard = np.array(tokens), corpus.shard_path(path, encoder(), cache)
+        want, shard = whole(tokens), corpus.shard_path(path, encoder(), cache)
         n_vocab = len(encoder().encoder)
         for damage in (lambda f: f.truncate(os.path.getsize(shard) // 2),  # a killed copy
                        lambda f: f.truncate(20),  # not even a header
@@ -508,7 +513,7 @@ class CacheAndTextRuleTest(tf.test.TestCase):
                 with contextlib.redirect_stderr(err):
                     tokens, again, reused = corpus.tokenize_corpus([path], encoder(), f"{tmp}/cache")
                 self.assertEqual((again, reused), (cache, False))
-                self.assertAllEqual(tokens, want)
+                self.assertAllEqual(whole(tokens), want)
                 warning, = [line for line in err.getvalue().replace("\r", "\n").splitlines() if "warning" in line]
                 self.assertRegex(warning, rf"^warning: {shard}: unreadable token cache \(.+\); "
                                           rf"tokenizing {path} again$")
@@ -523,7 +528,7 @@ class CacheAndTextRuleTest(tf.test.TestCase):
         with open(f"{tmp}/t.txt", "w", encoding="utf-8") as f:
             f.write(text * 3)
         tokens, _, _ = corpus.tokenize_corpus([f"{tmp}/t.txt"], encoder(), f"{tmp}/cache")
-        self.assertEqual(list(np.asarray(tokens)), list(corpus.text_ids(text * 3, encoder())))
+        self.assertEqual(list(whole(tokens)), list(corpus.text_ids(text * 3, encoder())))
 
 
 def write_texts(directory, texts):
@@ -556,8 +561,8 @@ class ShardedCacheTest(tf.test.TestCase):
         self.assertLen(os.listdir(cache), len(paths))  # one shard per file (the blank one too)
         lines = [line for p in paths for line in corpus.lines_of(open(p, encoding="utf-8").read())]
         one_array = corpus.join_lines(encoder().encode(lines), encoder())  # version 2's single array
-        self.assertAllEqual(tokens, one_array)
-        self.assertAllEqual(tokens, corpus.text_ids("\n".join(self.TEXTS), encoder()))
+        self.assertAllEqual(whole(tokens), one_array)
+        self.assertAllEqual(whole(tokens), corpus.text_ids("\n".join(self.TEXTS), encoder()))
         self.assertLen(tokens, len(one_array))
         for n_ctx in (1, 3, 5, 7):  # windows across shards and their joining newlines
             windows = range(len(one_array) // n_ctx)
@@ -579,7 +584,7 @@ class ShardedCacheTest(tf.test.TestCase):
         new, = set(os.listdir(cache)) - set(before)
         self.assertEqual(new, os.path.basename(corpus.shard_path(paths[2], encoder(), cache)))
         self.assertEqual({n: os.stat(f"{cache}/{n}").st_mtime_ns for n in before}, before)  # the others: untouched
-        self.assertAllEqual(tokens, corpus.text_ids("\n".join(self.TEXTS[:3]) + "One more line.\n" + "\n" +
+        self.assertAllEqual(whole(tokens), corpus.text_ids("\n".join(self.TEXTS[:3]) + "One more line.\n" + "\n" +
                                                     self.TEXTS[3], encoder()))
 
     def test_two_tokenizing_processes_give_the_same_tokens(self):
@@ -587,7 +592,7 @@ class ShardedCacheTest(tf.test.TestCase):
         one, _, _ = corpus.tokenize_corpus([f"{SAMPLE}/*.txt"], encoder(), f"{tmp}/one")
         two, _, reused = corpus.tokenize_corpus([f"{SAMPLE}/*.txt"], encoder(), f"{tmp}/two", n_procs=2)
         self.assertFalse(reused)
-        self.assertAllEqual(two, one)
+        self.assertAllEqual(whole(two), whole(one))
         self.assertEqual(sorted(os.listdir(f"{tmp}/one")), sorted(os.listdir(f"{tmp}/two")))
 
     def test_a_bad_file_in_a_process_pool_is_one_line(self):
@@ -607,7 +612,7 @@ class ShardedCacheTest(tf.test.TestCase):
         self.assertEqual(sorted(os.listdir(f"{tmp}/cache")), sorted(os.path.basename(s) for s in shards[0::2]))
         tokens, _, reused = corpus.tokenize_corpus(paths, encoder(), f"{tmp}/cache", worker=1, n_workers=2)
         self.assertFalse(reused)
-        self.assertAllEqual(tokens, corpus.text_ids("\n".join(self.TEXTS), encoder()))
+        self.assertAllEqual(whole(tokens), corpus.text_ids("\n".join(self.TEXTS), encoder()))
         self.assertTrue(corpus.tokenize_corpus(paths, encoder(), f"{tmp}/cache", worker=0, n_workers=2)[2])
         os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]},
                                               "task": {"type": "worker", "index": 2}})
@@ -623,7 +628,7 @@ class ShardedCacheTest(tf.test.TestCase):
         for i in range(4):  # 4 shards of 4M tokens: 32 MB of corpus
             paths.append(f"{tmp}/s{i}.npy")
             np.save(paths[-1], rng.randint(0, 40000, size=1 << 22).astype(np.uint16))
-        tokens = corpus.TokenShards.open(paths, newline=7)
+        tokens = corpus.TokenShards([np.load(p, mmap_mode="r") for p in paths], newline=7)
         n_ctx, n_windows = 512, len(tokens) // 512
         order = corpus.epoch_order(n_windows, 64, seed=1, epoch=0)
         before, checksum = anon_rss(), 0

@@ -209,8 +209,6 @@ class TokenShards:
     non-empty line) adds nothing, not even a newline. `newline`: the joining id, or None where the
     vocabulary has no newline token. `window_ids` and `span` read only the slices they need.
     """
-    dtype = np.dtype(np.uint16)
-
     def __init__(self, shards, newline=None):
         self.shards = [s for s in shards if len(s)]
         self.newline = newline
@@ -218,11 +216,6 @@ class TokenShards:
         sizes = np.array([len(s) for s in self.shards], np.int64)
         self.starts = (np.cumsum(sizes + gap) - sizes - gap).astype(np.int64)  # where each shard begins
         self.n_tokens = int(sizes.sum()) + gap * max(len(self.shards) - 1, 0)
-
-    @classmethod
-    def open(cls, paths, newline=None):
-        """The shards at these `.npy` paths, memory-mapped."""
-        return cls([np.load(p, mmap_mode="r") for p in paths], newline)
 
     def __len__(self):
         return self.n_tokens
@@ -250,11 +243,6 @@ class TokenShards:
         for row, w in enumerate(windows):
             out[row] = self.span(int(w) * n_ctx, (int(w) + 1) * n_ctx)
         return out
-
-    def __array__(self, dtype=None, copy=None):
-        """The whole corpus in memory (small corpora and tests only)."""
-        ids = self.span(0, self.n_tokens)
-        return ids if dtype is None else ids.astype(dtype)
 
 
 def newline_id(text_encoder):
