@@ -65,6 +65,23 @@ def tune_malloc(mmap_threshold=8 << 20, arena_max=2):
         return False
 
 
+ONEDNN_ALLOCATOR_ENV = "TF_ONEDNN_USE_SYSTEM_ALLOCATOR"  # TensorFlow's own switch, read once, at its first allocation
+
+
+def prefer_system_allocator():
+    """CPU tensors from malloc (with `tune_malloc`'s threshold), not from oneDNN's pool.
+
+    With oneDNN on, TensorFlow serves large CPU tensors from a pool (a BFC allocator) that keeps
+    every byte it ever held: a full-size fine-tuning run's RSS stays at its highest step's plus
+    the pool's fragments. From malloc, buffers over the mmap threshold go back to the OS when
+    freed: 200-250 MiB less at the peak of train.py's default update, and the whole
+    `train.py --dataset rocstories` run under 5 GiB, for a step ~4% slower (BENCHMARKS.md, run J).
+    Must run before TensorFlow's first allocation (before its import, to be safe); a value the
+    user set (0 or 1) is kept.
+    """
+    os.environ.setdefault(ONEDNN_ALLOCATOR_ENV, "1")
+
+
 # CPU features that give bfloat16 its own arithmetic (dot products, AMX tiles); without them
 # oneDNN converts to float32 and back, and bfloat16 is slower than float32 (BENCHMARKS.md, run G)
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")

@@ -105,12 +105,14 @@ def ctrl_c_after_first_update(test, program, args, cwd, env=None, timeout=300):
     return match.group(1)
 
 
-def run_main_in(root, args):
-    """train.py's main(args) in this process with cwd = root; (exit code, stderr lines without progress bars)."""
+def run_main_in(root, args, err=None):
+    """train.py's main(args) in this process with cwd = root; (exit code, stderr lines without progress bars).
+
+    `err`: a StringIO that receives the raw stderr, progress bars and all (`terminal_lines`)."""
     import contextlib
     import io
     from gpt1_tf.cli import train as train_cli
-    cwd, err = os.getcwd(), io.StringIO()
+    cwd, err = os.getcwd(), err if err is not None else io.StringIO()
     os.chdir(root)
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
@@ -119,6 +121,11 @@ def run_main_in(root, args):
         os.chdir(cwd)
     lines = [l.strip() for l in err.getvalue().replace("\r", "\n").splitlines()]
     return code, [l for l in lines if l and "it/s" not in l and "s/it" not in l and "%|" not in l]
+
+
+def terminal_lines(raw):
+    """The lines a terminal shows for the raw text `raw`: each line's text after its last carriage return."""
+    return [line.rsplit("\r", 1)[-1].strip() for line in raw.split("\n")]
 
 
 def final_checkpoint_arrays(workdir, desc="rocstories"):

@@ -3,8 +3,11 @@ import json
 import os
 import tempfile
 
+import joblib
 import numpy as np
 import tensorflow as tf
+
+from unittest import mock
 
 from gpt1_tf.weights import pretrained
 from gpt1_tf.network.config import ModelConfig
@@ -227,21 +230,37 @@ class ParamsFileTest(tf.test.TestCase):
         self.assertRaisesRegex(DataError, "the heads differ", pretrained.load_params, path, CFG)
 
     def test_restore_params_restores_exactly_and_a_bad_file_loads_nothing(self):
-        model, other = TransformerModel(CFG), TransformerModel(CFG)
-        path = os.path.join(tempfile.mkdtemp(), "best_params.jl")
-        pretrained.save_params(path, pretrained.get_params(model), CFG)
-        pretrained.restore_params(other, path)
-        for a, b in zip(pretrained.get_params(model), pretrained.get_params(other)):
-            self.assertAllEqual(a, b)
-        bad = pretrained.get_params(model)
-        bad[5][0] = np.nan  # a later array: the arrays before it were checked (and let go) first
-        pretrained.save_params(path, bad, CFG)
-        fresh = TransformerModel(CFG)
-        before = pretrained.get_params(fresh)
-        with self.assertRaisesRegex(DataError, f"^{path}: array 5 has non-finite values$"):
-            pretrained.restore_params(fresh, path)
-        for a, b in zip(before, pretrained.get_params(fresh)):
-            self.assertAllEqual(a, b)  # nothing assigned
+        # the file read and assigned block by block, in place: whole arrays, and blocks of a few rows
+        for block_bytes in (pretrained.BLOCK_BYTES, 40):
+            with self.subTest(block_bytes=block_bytes), mock.patch.object(pretrained, "BLOCK_BYTES", block_bytes):
+                model, other = TransformerModel(CFG), TransformerModel(CFG)
+                path = os.path.join(tempfile.mkdtemp(), "best_params.jl")
+                pretrained.save_params(path, pretrained.get_params(model), CFG)
+                pretrained.restore_params(other, path)
+                for a, b in zip(pretrained.get_params(model), pretrained.get_params(other)):
+                    self.assertAllEqual(a, b)
+                for i in (0, 5):  # the table; a later array, once the arrays before it were checked (and let go)
+                    bad = pretrained.get_params(model)
+                    bad[i][-1] = np.nan  # in the last block
+                    pretrained.save_params(path, bad, CFG)
+                    fresh = TransformerModel(CFG)
+                    before = pretrained.get_params(fresh)
+                    with self.assertRaisesRegex(DataError, f"^{path}: array {i} has non-finite values$"):
+                        pretrained.restore_params(fresh, path)
+                    for a, b in zip(before, pretrained.get_params(fresh)):
+                        self.assertAllEqual(a, b)  # nothing assigned
+
+    def test_row_blocks_read_a_mapped_file_without_mapping_it(self):
+        path = os.path.join(tempfile.mkdtemp(), "a.jl")
+        a = np.arange(10 * 3, dtype=np.float32).reshape(10, 3)
+        joblib.dump([a, np.asfortranarray(a), np.float32(2)], path)
+        mapped = joblib.load(path, mmap_mode="r")
+        self.assertIsInstance(mapped[0], np.memmap)
+        for x in mapped:
+            blocks = list(pretrained.row_blocks(x, block_bytes=24))  # two rows each
+            self.assertEqual([(b[0], b[1]) for b in blocks], [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10)] if x.ndim else [(0, 1)])
+            self.assertAllEqual(np.concatenate([b[2] for b in blocks]) if x.ndim else blocks[0][2], x)
+        self.assertNotIsInstance(list(pretrained.row_blocks(mapped[0], 24))[0][2], np.memmap)  # read, not mapped
 
     def test_check_params_release_lets_go_of_each_array_once_checked(self):
         import gc

@@ -9,6 +9,7 @@ with the step patched.
 """
 import concurrent.futures
 import hashlib
+import io
 import json
 import os
 import random
@@ -25,10 +26,13 @@ import tensorflow as tf
 
 from unittest import mock
 
-from helpers import LAUNCHER, REPO, TINY, final_checkpoint_arrays, log_without_time, run_main_in, write_tiny_cloze
+from helpers import (LAUNCHER, REPO, TINY, final_checkpoint_arrays, log_without_time, run_main_in, terminal_lines,
+                     write_tiny_cloze)
 from gpt1_tf.train.trainer import Trainer
 from gpt1_tf.network.config import ModelConfig
-from gpt1_tf.train.memory import estimate_train_bytes, n_params
+from gpt1_tf.train import memory
+from gpt1_tf.train.memory import estimate_pretrain_bytes, estimate_train_bytes, n_params
+from gpt1_tf.errors import Gpt1Error
 
 SEED = 1234  # kill points
 # dropout on (TINY keeps the 0.1 defaults), a checkpoint after every update
@@ -290,10 +294,12 @@ class NanGuardTest(tf.test.TestCase):
         code, lines = run_main_in(self.root, flags + ["--stop_after_updates", "1"])
         self.assertEqual(code, 0, lines)
         before = file_hashes(self.root, "save", "log/rocstories.jsonl")
-        code, lines = run_main_in(self.root, flags + ["--resume", "--nan_policy", "stop"])
+        raw = io.StringIO()
+        code, lines = run_main_in(self.root, flags + ["--resume", "--nan_policy", "stop"], err=raw)
         self.assertEqual(code, 1, lines)
         self.assertLen(lines, 1, lines)
         self.assertRegex(lines[0], r"^error: non-finite loss .* at update 2; stopped")
+        self.assertIn(lines[0], terminal_lines(raw.getvalue()))  # the bar closed first: the line is the error's alone
         self.assertEqual(file_hashes(self.root, "save", "log/rocstories.jsonl"), before)  # nothing touched
         problems, newest = readable_state(self.root)
         self.assertEqual((problems, newest), ([], 1))  # the last good checkpoint, readable
@@ -339,6 +345,57 @@ class MemoryTest(tf.test.TestCase):
         self.assertLess(four.total, 8 * 2**30)
         self.assertGreater(estimate_train_bytes(cfg, 16, 1).total, one.total)
         self.assertGreater(estimate_train_bytes(ModelConfig(n_ctx=512), 8, 1).total, one.total)
+
+    def test_pretraining_follows_the_micro_batches(self):
+        cfg = ModelConfig(n_vocab=40478, n_ctx=512)  # the paper's update: 64 windows of 512
+        one, sixteen = estimate_pretrain_bytes(cfg, 64), estimate_pretrain_bytes(cfg, 64, n_micro=16)
+        self.assertEqual(sixteen.activations * 16, one.activations)  # one micro-batch's at a time
+        self.assertEqual(sixteen.logits * 16, one.logits)
+        self.assertEqual(one.logits, memory.LOGIT_COPIES * 4 * 64 * 512 * 40478)  # the token rows only
+        self.assertEqual(sixteen.state * 4, one.state * 6)  # + the gradients' running sum and its next value
+        # pretrain.py's peak RSS at full size (KiB), measured (BENCHMARKS.md, run J): (windows, micro-batches) per update
+        for (n, n_micro), measured in (((8, 1), 11_630_724), ((8, 2), 7_599_524), ((8, 8), 5_305_072),
+                                       ((64, 16), 8_357_288), ((64, 64), 5_566_676)):
+            self.assertBetween(estimate_pretrain_bytes(cfg, n, n_micro).total, measured * 1024, measured * 1024 * 1.3)
+
+    def test_pretraining_refusal_names_an_n_micro_that_fits(self):
+        cfg, available = ModelConfig(n_vocab=40478, n_ctx=512), 8 * 2**30
+        with mock.patch.object(memory, "device_memory", return_value=(available, 1, "this machine")):
+            with self.assertRaisesRegex(Gpt1Error, r"needs about .* --n_micro 1: .* has 8.0 GiB; --n_micro \d+ would fit") as ctx:
+                memory.check_pretrain_memory(cfg, 64, 1)
+            k = int(str(ctx.exception).rsplit("--n_micro ", 1)[1].split()[0])
+            memory.check_pretrain_memory(cfg, 64, k)  # fits: no error
+            self.assertEqual(64 % k, 0)
+            self.assertTrue(all(estimate_pretrain_bytes(cfg, 64, j).total > available for j in range(1, k) if 64 % j == 0))
+            with self.assertRaisesRegex(Gpt1Error, "lower --n_ctx or the model's size"):
+                memory.check_pretrain_memory(ModelConfig(n_vocab=40478, n_embd=8192, n_head=8), 64, 1)
+
+    def test_train_py_takes_cpu_tensors_from_malloc_unless_the_user_chose(self):
+        # runtime.prefer_system_allocator, before TensorFlow is imported; the run itself replaced by a probe
+        code = """if 1:
+            import os, sys
+            from unittest import mock
+            from gpt1_tf import runtime
+            from gpt1_tf.cli import train
+            prefer, seen = runtime.prefer_system_allocator, {}
+            def probe_prefer():
+                seen["tf_before"] = "tensorflow" in sys.modules
+                prefer()
+            def probe_train(cfg):
+                seen["env"] = os.environ.get(runtime.ONEDNN_ALLOCATOR_ENV)
+            with mock.patch.object(runtime, "prefer_system_allocator", probe_prefer), \\
+                    mock.patch("gpt1_tf.train.finetune.train", probe_train):
+                train.main(["--dataset", "rocstories", "--data_dir", sys.argv[1]])
+            print(seen["tf_before"], seen["env"])
+        """
+        data = os.path.join(REPO, "datasets", "rocstories_sample")
+        for user, want in ((None, "False 1"), ("0", "False 0")):
+            env = {k: v for k, v in os.environ.items() if k != "TF_ONEDNN_USE_SYSTEM_ALLOCATOR"}
+            if user is not None:
+                env["TF_ONEDNN_USE_SYSTEM_ALLOCATOR"] = user
+            out = subprocess.run([sys.executable, "-c", code, data], env=env, cwd=REPO, capture_output=True,
+                                 text=True, timeout=300)
+            self.assertEqual(out.stdout.strip(), want, out.stderr[-2000:])
 
     def test_huge_batch_refused_before_tensorflow_setup(self):
         root = tempfile.mkdtemp()

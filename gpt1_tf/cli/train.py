@@ -163,6 +163,8 @@ def run_config(args):
 def main(argv=None):
     """`train.py`'s entry point: one-line errors and a non-zero exit, no traceback, for bad input."""
     args = build_parser().parse_args(argv)
+    from gpt1_tf.runtime import prefer_system_allocator
+    prefer_system_allocator()  # before TensorFlow starts
     try:
         validate_args(args)
         from gpt1_tf.train.finetune import train

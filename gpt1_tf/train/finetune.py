@@ -97,25 +97,25 @@ def train(cfg):
         for _ in range(run.n_epochs, cfg.n_iter):
             rng_state = np.random.get_state()
             trX, trM, trY = shuffle(train_split.X, train_split.M, train_split.Y, random_state=np.random.mtrand._rand)
-            bar = tqdm(iter_data(trX, trM, trY, n_batch=n_batch_train, truncate=True), total=n_batches,
-                       desc=f"epoch {run.n_epochs + 1}/{cfg.n_iter}", ncols=100, leave=False, file=sys.stderr)
-            for position, (xmb, mmb, ymb) in enumerate(bar):
-                if position < run.position:
-                    continue
-                started = time.perf_counter()
-                result = trainer.train_step(xmb, mmb, ymb, trainer.n_updates)
-                run.record_step(result, bar, tokens=int(mmb.sum()), seconds=time.perf_counter() - started)
-                n_updates, applied = trainer.n_updates, result.status == APPLIED
-                evaluate = applied and n_updates in EVAL_UPDATES and run.n_epochs == 0
-                stop_now = cfg.stop_after_updates is not None and n_updates >= cfg.stop_after_updates
-                if evaluate:
-                    run.evaluate()
-                if evaluate or stop_now or stop.requested or (applied and n_updates % cfg.save_every == 0):
-                    run.checkpoint(position + 1, rng_state=checkpoints.rng_to_json(rng_state))
-                if stop_now or stop.requested:
-                    bar.close()
-                    return run.stop_early(stop.requested)
-            bar.close()
+            # closed on the way out, an error's too: its line then starts where the bar was
+            with tqdm(iter_data(trX, trM, trY, n_batch=n_batch_train, truncate=True), total=n_batches,
+                      desc=f"epoch {run.n_epochs + 1}/{cfg.n_iter}", ncols=100, leave=False, file=sys.stderr) as bar:
+                for position, (xmb, mmb, ymb) in enumerate(bar):
+                    if position < run.position:
+                        continue
+                    started = time.perf_counter()
+                    result = trainer.train_step(xmb, mmb, ymb, trainer.n_updates)
+                    run.record_step(result, bar, tokens=int(mmb.sum()), seconds=time.perf_counter() - started)
+                    n_updates, applied = trainer.n_updates, result.status == APPLIED
+                    evaluate = applied and n_updates in EVAL_UPDATES and run.n_epochs == 0
+                    stop_now = cfg.stop_after_updates is not None and n_updates >= cfg.stop_after_updates
+                    if evaluate:
+                        run.evaluate()
+                    if evaluate or stop_now or stop.requested or (applied and n_updates % cfg.save_every == 0):
+                        run.checkpoint(position + 1, rng_state=checkpoints.rng_to_json(rng_state))
+                    if stop_now or stop.requested:
+                        bar.close()
+                        return run.stop_early(stop.requested)
             run.end_epoch()
 
     if cfg.submit:

@@ -93,7 +93,7 @@ def _check_array(i, a, shape, cfg, source, missing_head, clf):
         raise DataError(source, f"array {i} has shape {found}, expected {tuple(shape)}")
     if not np.issubdtype(np.asarray(a).dtype, np.floating):
         raise DataError(source, f"array {i} has dtype {np.asarray(a).dtype}, expected float32")
-    if not np.all(np.isfinite(a)):
+    if not all(np.all(np.isfinite(rows)) for _, _, rows in row_blocks(a)):
         raise DataError(source, f"array {i} has non-finite values")
 
 
@@ -127,14 +127,60 @@ def restore_params(model, path):
     Two passes over the mapped file: every array checked (and unmapped) before any is assigned, so
     a bad file loads nothing; then each assigned and unmapped in turn. The file is never held
     whole: when the check held every array, a full-size run reading its best parameters back rose
-    ~0.5 GiB above its training plateau (5.78 against 5.26 GiB); restoring a full-size file now
-    adds 260-360 MiB to the peak RSS, 580-680 MiB before.
+    ~0.5 GiB above its training plateau (5.78 against 5.26 GiB). Both passes go block by block
+    (`row_blocks`) and each block is assigned into the variable in place: restoring a full-size
+    file adds 74-90 MiB to the RSS at its peak, against 372 MiB when each array was mapped whole and
+    assigned as a new buffer (`benchmarks/bench_restore.py`; BENCHMARKS.md, run J).
     """
     _check_file(read_params_file(path, mmap=True), path, model.cfg, release=True)
     arrays = read_params_file(path, mmap=True)
     for i, p in enumerate(model.params_in_order()):
-        p.assign(np.asarray(arrays[i], dtype=np.float32))
+        for start, stop, rows in row_blocks(arrays[i]):
+            _assign_rows(p, start, stop, rows.astype(np.float32, copy=False))
         arrays[i] = None  # unmapped now, not all at the end
+
+
+def _assign_rows(variable, start, stop, rows):
+    """variable[start:stop] = rows, in place (the op without a read first: a read would share the
+    variable's buffer, and the assignment would copy all of it)."""
+    import tensorflow as tf  # the model's own, already imported
+    tf.raw_ops.ResourceStridedSliceAssign(ref=variable.handle, begin=[start], end=[stop], strides=[1], value=rows)
+
+
+BLOCK_BYTES = 16 << 20
+
+
+def row_blocks(a, block_bytes=None):
+    """(start, stop, a[start:stop]) over the rows of array `a` [n, ...], in blocks of about `block_bytes`.
+
+    A C-ordered `np.memmap` (a params file read with `mmap`) is read block by block from its file
+    rather than through the mapping, so that no page of the file stays resident: touching the
+    mapping of the embedding table kept its 125 MB in the RSS until the array was let go.
+    """
+    a = a if isinstance(a, np.ndarray) else np.asarray(a)
+    if a.ndim == 0:
+        yield 0, 1, a
+        return
+    n = a.shape[0]
+    step = max(1, (block_bytes or BLOCK_BYTES) // max(1, a.nbytes // max(n, 1)))
+    if not (isinstance(a, np.memmap) and a.filename and a.flags.c_contiguous) or n <= step:
+        for start in range(0, n, step):
+            yield start, min(n, start + step), a[start:start + step]
+        return
+    with open(a.filename, "rb") as f:
+        for start in range(0, n, step):
+            stop = min(n, start + step)
+            yield start, stop, _read_rows(f, a, start, stop)
+
+
+def _read_rows(f, a, start, stop):
+    """Rows start:stop of the C-ordered memmap `a`, read from its open file `f`."""
+    row_bytes = a.nbytes // a.shape[0]
+    f.seek(a.offset + start * row_bytes)
+    data = f.read((stop - start) * row_bytes)
+    if len(data) != (stop - start) * row_bytes:
+        raise DataError(a.filename, "the file ends inside an array: truncated?")
+    return np.frombuffer(data, a.dtype).reshape((stop - start,) + a.shape[1:])
 
 
 def read_params_file(path, mmap=False):
