@@ -275,6 +275,18 @@ class RunTest(tf.test.TestCase):
         self.assertFalse(os.path.exists(f"{tmp}/log"))
         self.assertFalse(os.path.exists(f"{tmp}/save/pretrain"))
 
+    def test_a_run_that_cannot_fit_is_refused_before_the_model_is_built(self):
+        tmp = tempfile.mkdtemp()
+        path = small_corpus(tmp)
+        code, out, err = run_main(path, *TINY, "--n_embd", "65536", "--n_head", "1", "--n_layer", "12",
+                                  "--save_dir", f"{tmp}/save", "--log_dir", f"{tmp}/log", "--out", f"{tmp}/out")
+        self.assertEqual(code, 1)
+        self.assertLen(err.strip().splitlines(), 1, err)
+        self.assertRegex(err, r"^error: this run needs about [\d.]+ GiB of memory \(a replica's micro-batches of 8 "
+                              r"windows x 16 tokens, --n_micro 1: .* has [\d.]+ GiB; lower --n_ctx or the model's size")
+        self.assertFalse(os.path.exists(f"{tmp}/log") or os.path.exists(f"{tmp}/out"))
+        self.assertFalse(os.path.exists(f"{tmp}/save/pretrain"))
+
 
 class ClusterTest(tf.test.TestCase):
     """Worker processes on 127.0.0.1: each bounded in time and killed at the end, whatever happens."""

@@ -8,9 +8,9 @@ GPUs, or one device); the corpus: `gpt1_tf.data.corpus`; the run's skeleton: `gp
 The step (`LMTrainer.train_step`): each replica's mean next-token loss over its windows (the
 tied head over the token rows, `heads.next_token_losses`) and its gradients; the replicas'
 gradients averaged (an all-reduce across workers), then, once, clipped by global norm and applied
-by the original Adam, as the fine-tuning Trainer does. Dropout masks are stateless, seeded by
-(seed, update, replica). Without dropout the same global batch gives the same update at any number
-of workers; with dropout the masks depend on the replica, so the split changes the run.
+by the original Adam, as the fine-tuning Trainer does. Dropout masks are stateless, a function of
+(seed, update, the window's index in the global batch) (`ops.WindowSeed`), so the same global batch
+gives the same update at any number of workers, replicas or micro-batches, with dropout on.
 """
 import dataclasses
 import json
@@ -226,6 +226,8 @@ def pretrain(cfg):
     if cfg.n_batch % (replicas * cfg.n_micro):
         raise Gpt1Error(f"--n_batch {cfg.n_batch} does not split into {replicas} replicas x --n_micro {cfg.n_micro} "
                         f"micro-batches of equal size")
+    from gpt1_tf.train.memory import check_pretrain_memory
+    check_pretrain_memory(model_cfg, cfg.n_batch // replicas, cfg.n_micro)
     from gpt1_tf.train.cluster import describe, is_chief
     import keras
     keras.utils.set_random_seed(cfg.seed)  # the initial weights: the same at any number of workers
