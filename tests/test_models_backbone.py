@@ -83,6 +83,19 @@ class ConfigTest(tf.test.TestCase):
     def test_registered_for_keras_serialization(self):
         import keras
         self.assertIs(keras.saving.get_registered_object("gpt1_tf>GPT1Backbone"), GPT1Backbone)
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp, True)
+        path = os.path.join(tmp, "backbone.keras")
+        whole = GPT1Backbone(num_layers=2, num_heads=4, hidden_dim=32, max_sequence_length=N_CTX, dropout=0.0)
+        randomised(whole.transformer, 5)
+        whole.save(path)
+        loaded = keras.saving.load_model(path)
+        self.assertIsInstance(loaded, GPT1Backbone)
+        ids = random_ids(6)
+        self.assertAllEqual(run(loaded, ids), run(whole, ids))
+        # a backbone's .keras file is Keras's, not one of the weight formats from_preset reads (a TransformerModel's)
+        with self.assertRaisesRegex(DataError, "holds a GPT1Backbone, not a gpt1_tf TransformerModel"):
+            GPT1Backbone.from_preset(path)
 
 
 class ForwardTest(tf.test.TestCase):
