@@ -6,6 +6,8 @@ Writes, with tiny random models on the real 40,478-token vocabulary:
 - a language model (original shards -> HF), loaded as `OpenAIGPTLMHeadModel`: its LM logits;
 - fine-tuned `best_params.jl` files of a multiple-choice head (Story Cloze, RACE), loaded as
   `OpenAIGPTDoubleHeadsModel`: its `mc_logits` against our head's logits;
+- a `GPT1Backbone.from_preset` of the language model's shards, saved with `save_to_preset`, loaded
+  as `OpenAIGPTModel`: its last hidden states against the backbone's;
 - each folder's tokenizer (vocab.json / merges.txt) against our TextEncoder on one text.
 Runs transformers in the peer venv of `bench_peer.py` (torch is not a dependency of this project)
 and prints one JSON line with the largest differences; exit 1 when one exceeds 1e-5.
@@ -31,6 +33,7 @@ from gpt1_tf.weights import pretrained
 from gpt1_tf.network.config import ModelConfig  # noqa: E402
 from gpt1_tf.network.model import TransformerModel  # noqa: E402
 from gpt1_tf.data.text_utils import TextEncoder  # noqa: E402
+from gpt1_tf.models.backbone import GPT1Backbone  # noqa: E402
 
 N_VOCAB, TOL = 40478, 1e-5
 TEXT = "Karen was assigned a roommate her first year of college. They went to a music show together!"
@@ -69,6 +72,10 @@ def ours_and_cases(tmp):
     h, we = lm.transformer.hidden(X)
     ours["lm"], inputs["lm_ids"] = (h.numpy() @ we.numpy()[:N_VOCAB].T), ids
     cases.append({"name": "lm", "folder": f"{tmp}/lm", "class": "lm", "ids": "lm_ids"})
+    backbone = GPT1Backbone.from_preset(f"{tmp}/shards", num_heads=4, dropout=0.0)
+    backbone.save_to_preset(f"{tmp}/preset")
+    ours["preset"] = backbone({"token_ids": ids, "padding_mask": np.ones_like(ids)}).numpy()
+    cases.append({"name": "preset", "folder": f"{tmp}/preset", "class": "model", "ids": "lm_ids"})
     for seed, (name, (task_format, n_classes, K)) in enumerate(HEADS.items(), 2):
         model = random_model(task_format, n_classes, seed)
         pretrained.save_params(f"{tmp}/{name}.jl", pretrained.get_params(model), model.cfg)

@@ -2,9 +2,9 @@
 
     python peer_hf_load.py CASES.json OUT.npz
 
-CASES.json: a list of {"name", "folder", "class": "lm" | "double_heads", "ids" (npz key),
+CASES.json: a list of {"name", "folder", "class": "lm" | "model" | "double_heads", "ids" (npz key),
 "mc_token_ids" (npz key, double_heads)}, "inputs": the npz of inputs, "text": a text to tokenize. Loads each folder with
-transformers' `from_pretrained` and writes, per case, `<name>/logits` (LM logits, or mc_logits),
+transformers' `from_pretrained` and writes, per case, `<name>/logits` (LM logits, the bare model's last hidden states, or mc_logits),
 and `<name>/tokens` (the folder's tokenizer on the text).
 """
 import json
@@ -25,6 +25,9 @@ def main(cases_path, out_path):
             if case["class"] == "lm":
                 model = transformers.OpenAIGPTLMHeadModel.from_pretrained(case["folder"]).eval()
                 out[case["name"] + "/logits"] = model(ids).logits.numpy()
+            elif case["class"] == "model":
+                model = transformers.OpenAIGPTModel.from_pretrained(case["folder"]).eval()
+                out[case["name"] + "/logits"] = model(ids).last_hidden_state.numpy()
             else:
                 model = transformers.OpenAIGPTDoubleHeadsModel.from_pretrained(case["folder"]).eval()
                 mc = torch.tensor(inputs[case["mc_token_ids"]], dtype=torch.long)

@@ -2,6 +2,7 @@
 
 The parts, each a sub-package whose docstring lists its modules, each standing on those below it:
 - cli: the programs (train.py, pretrain.py, generate.py, export.py): flags, checks, `main`;
+- models: GPT-1 as keras-hub-style objects: `GPT1Backbone` (from_preset, save_to_preset), `GPT1Tokenizer`;
 - train: the tower trainer, the fine-tuning and pretraining runs, checkpoints, the log;
 - lm: the language model: KV-cache generation and scoring;
 - weights: every weight format in and out (the original's shards, best_params.jl, HuggingFace,
@@ -9,6 +10,22 @@ The parts, each a sub-package whose docstring lists its modules, each standing o
 - data: readers (files -> examples), the BPE encoder, input transformations (examples -> X, M);
 - network: the configs, the token layout, the table of arrays, the layers, the body and heads, Adam;
 - and errors, files, metrics, runtime, shared by all.
-Importing the package imports no TensorFlow.
+Importing the package imports no TensorFlow: `gpt1_tf.GPT1Backbone` and `gpt1_tf.GPT1Tokenizer`
+import their module on first use.
 """
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """The Keras objects at the top (`gpt1_tf.GPT1Backbone`), imported when first asked for."""
+    if name == "GPT1Backbone":
+        from gpt1_tf.models.backbone import GPT1Backbone
+        return GPT1Backbone
+    if name == "GPT1Tokenizer":
+        from gpt1_tf.models.tokenizer import GPT1Tokenizer
+        return GPT1Tokenizer
+    raise AttributeError(f"module 'gpt1_tf' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), "GPT1Backbone", "GPT1Tokenizer"])

@@ -91,11 +91,17 @@ def with_flags(weights, said, *, n_embd=None, n_head=None, n_layer=None, afn=Non
 
 def from_params(arrays, cfg):
     """Weights of a model's parameter list (original order: we, layers, clf/w, clf/b) for `cfg`."""
+    weights = from_body(arrays[:MODEL_LAYERS.stop], cfg)
+    weights.clf, weights.head = (arrays[-2], arrays[-1]), pretrained.head_of(cfg)
+    return weights
+
+
+def from_body(arrays, cfg):
+    """Weights of a body's parameter list (we, then each layer's arrays: `Transformer.params_in_order`): no head."""
     we = np.asarray(arrays[0])
     first_position = tokens.position_id(cfg.n_vocab, 0, cfg.n_special)
-    shards = [we[first_position:], we[:cfg.n_vocab]] + [np.asarray(a) for a in arrays[MODEL_LAYERS]]
-    return Weights(shards, special_rows=we[cfg.n_vocab:first_position], clf=(arrays[-2], arrays[-1]),
-                   head=pretrained.head_of(cfg), n_head=cfg.n_head, afn=cfg.afn)
+    shards = [we[first_position:], we[:cfg.n_vocab]] + [np.asarray(a) for a in arrays[MODEL_LAYERS.start:]]
+    return Weights(shards, special_rows=we[cfg.n_vocab:first_position], n_head=cfg.n_head, afn=cfg.afn)
 
 
 def to_params(weights, cfg):

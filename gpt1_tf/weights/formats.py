@@ -56,11 +56,16 @@ def read(source, **flags):
     """
     kind = kind_of(source)
     if kind is None:
-        what = f"folder without {pretrained.SHAPES_FILE} or {hf.CONFIG}" if os.path.isdir(source) else (
-            "no such file or folder" if not os.path.exists(source) else "not a .jl or .keras file")
-        raise DataError(source, f"{what}: expected original shards, a HuggingFace folder, a best_params.jl "
-                                "or a .keras file")
+        raise unknown_source(source)
     return with_flags(READERS[kind](source), said_by(source, kind), **flags)
+
+
+def unknown_source(source):
+    """The one-line DataError for a path that holds none of the formats `read` takes."""
+    what = f"folder without {pretrained.SHAPES_FILE} or {hf.CONFIG}" if os.path.isdir(source) else (
+        "no such file or folder" if not os.path.exists(source) else "not a .jl or .keras file")
+    return DataError(source, f"{what}: expected original shards, a HuggingFace folder, a best_params.jl "
+                             "or a .keras file")
 
 
 def said_by(path, kind):
@@ -98,16 +103,24 @@ READERS = {"shards": lambda path: Weights(pretrained.load_shards(path)), "hf": h
            "params": _read_params, "keras": _read_keras}
 
 
+def model_n_ctx(weights, n_ctx=None, source="the weights", said_as="--n_ctx"):
+    """The positions of a model of `weights`: n_ctx, or None for all they have (at most 512); more is refused.
+
+    `said_as`: what the caller calls n_ctx, in the error.
+    """
+    n_ctx = n_ctx if n_ctx is not None else min(weights.positions.shape[0], MAX_N_CTX)
+    if n_ctx > weights.positions.shape[0]:
+        raise Gpt1Error(f"{said_as} {n_ctx}: {source} has {weights.positions.shape[0]} positions")
+    return n_ctx
+
+
 def build_model(weights, n_ctx=None, source="the weights"):
     """A TransformerModel holding `weights`: n_ctx positions (None: all they have, at most 512); zeros for what they lack.
 
     `source` names the weights in errors.
     """
     from gpt1_tf.network.model import TransformerModel
-    n_ctx = n_ctx if n_ctx is not None else min(weights.positions.shape[0], MAX_N_CTX)
-    if n_ctx > weights.positions.shape[0]:
-        raise Gpt1Error(f"--n_ctx {n_ctx}: {source} has {weights.positions.shape[0]} positions")
-    model = TransformerModel(model_config(weights, n_ctx=n_ctx))
+    model = TransformerModel(model_config(weights, n_ctx=model_n_ctx(weights, n_ctx, source)))
     pretrained.set_params(model, to_params(weights, model.cfg), source)
     return model
 

@@ -34,6 +34,8 @@ from gpt1_tf.files import atomic_write, read_text
 from gpt1_tf.weights.convert import N_VOCAB, Weights
 
 CONFIG, SAFETENSORS = "config.json", "model.safetensors"
+VOCAB, MERGES, TOKENIZER_CONFIG = "vocab.json", "merges.txt", "tokenizer_config.json"  # the tokenizer's files
+FILES = (CONFIG, SAFETENSORS, VOCAB, MERGES, TOKENIZER_CONFIG)  # what `write` writes
 PREFIX = "transformer."
 BUFFERS = (".attn.bias", ".attn.masked_bias", "position_ids")
 SUMMARY = "multiple_choice_head.summary."  # OpenAIGPTDoubleHeadsModel's classifier: a multiple-choice head
@@ -188,10 +190,10 @@ def write(weights, folder, *, encoder_path, bpe_path, pdrop=None):
         _save_tensors(tensors, os.path.join(tmp, SAFETENSORS))
         config = _config_out(weights, pdrop)
         atomic_write(os.path.join(tmp, CONFIG), lambda f: f.write((json.dumps(config, indent=2) + "\n").encode()))
-        shutil.copyfile(encoder_path, os.path.join(tmp, "vocab.json"))
-        shutil.copyfile(bpe_path, os.path.join(tmp, "merges.txt"))
+        shutil.copyfile(encoder_path, os.path.join(tmp, VOCAB))
+        shutil.copyfile(bpe_path, os.path.join(tmp, MERGES))
         tok = {"tokenizer_class": "OpenAIGPTTokenizer", "model_max_length": int(weights.positions.shape[0])}
-        atomic_write(os.path.join(tmp, "tokenizer_config.json"), lambda f: f.write(json.dumps(tok).encode()))
+        atomic_write(os.path.join(tmp, TOKENIZER_CONFIG), lambda f: f.write(json.dumps(tok).encode()))
 
 
 def _tensors_out(weights):
