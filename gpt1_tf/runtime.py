@@ -74,8 +74,8 @@ def prefer_system_allocator():
     With oneDNN on, TensorFlow serves large CPU tensors from a pool (a BFC allocator) that keeps
     every byte it ever held: a full-size fine-tuning run's RSS stays at its highest step's plus
     the pool's fragments. From malloc, buffers over the mmap threshold go back to the OS when
-    freed: 200-250 MiB less at the peak of train.py's default update, and the whole
-    `train.py --dataset rocstories` run under 5 GiB, for a step ~4% slower (BENCHMARKS.md, run J).
+    freed: the whole `train.py --dataset rocstories` run peaked at 4.77-4.92 GiB against 5.10 GiB,
+    for an update 13-18% slower, each large buffer page-faulted afresh (BENCHMARKS.md, run J).
     Must run before TensorFlow's first allocation (before its import, to be safe); a value the
     user set (0 or 1) is kept.
     """
