@@ -4,11 +4,16 @@ A tiny random backbone (2 layers, 32 wide) on the real vocabulary; every expecte
 backbone's own states of the text alone.
 """
 import itertools
+import os
+import re
+import shutil
+import tempfile
 import unittest
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from helpers import FIXTURES, REPO
 from gpt1_tf.errors import ConfigError, Gpt1Error
 from gpt1_tf.models.backbone import GPT1Backbone
 from gpt1_tf.models.tokenizer import GPT1Tokenizer
@@ -93,6 +98,28 @@ class EmbedTest(unittest.TestCase):
             self.assertNotIn("\n", str(ctx.exception))
         with self.assertRaisesRegex(ConfigError, "pooling 'max'"):
             self.embed(["fine"], pooling="max")
+
+
+class ReadmeTest(unittest.TestCase):
+    def test_the_preprocessor_and_embed_snippet_runs_as_written(self):
+        """README's second "Keras objects" block, run on the HF fixture (a tiny GPT-1, 32 wide) in `model/`."""
+        readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+        section = readme.split("### Keras objects", 1)[1].split("\n## ", 1)[0]
+        block = re.findall(r"```python\n(.*?)```", section, re.S)[1]
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copytree(os.path.join(FIXTURES, "hf", "bare"), os.path.join(tmp, "model"))
+            cwd, scope = os.getcwd(), {}
+            os.chdir(tmp)
+            try:
+                exec(compile(block, "README.md", "exec"), scope)
+            finally:
+                os.chdir(cwd)
+        X, M, Y = scope["X"], scope["M"], scope["Y"]
+        self.assertEqual((X.shape[:2], X.shape[3], M.shape, Y.tolist()), ((2, 1), 2, X.shape[:3], [0, 2]))
+        self.assertEqual(M.sum(-1).max(), X.shape[2])  # n_ctx: what the longer example needs
+        vectors, backbone = scope["vectors"], scope["backbone"]
+        self.assertEqual((vectors.shape, vectors.dtype), ((2, 32), np.float32))
+        np.testing.assert_allclose(vectors[1], backbone.embed("The bus was late.", pooling="mean")[0], atol=1e-5)
 
 
 if __name__ == "__main__":
