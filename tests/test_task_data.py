@@ -10,11 +10,13 @@ import unittest
 from gpt1_tf.errors import DataError
 from gpt1_tf.data.generic import generic
 from gpt1_tf.data.glue import glue, scitail
-from gpt1_tf.data.inputs import read_task
+from gpt1_tf.data.inputs import DataConfig, load, read_task
 from gpt1_tf.data.race import race
 from gpt1_tf.data.rows import Example
 from gpt1_tf.data.snli import snli
+from gpt1_tf.data.text_utils import TextEncoder
 from gpt1_tf.data.tasks import TASKS
+from gpt1_tf.network import tokens
 
 MNLI_TRAIN_HEAD = ("index promptID pairID genre sentence1_binary_parse sentence2_binary_parse sentence1_parse "
                    "sentence2_parse sentence1 sentence2").split()
@@ -208,6 +210,20 @@ class SnliTest(Files):
         e = self.error(snli, self.dir)
         self.assertEqual(e.line, 2)
         self.assertIn("not valid JSON", str(e))
+
+    def test_texts_are_cut_by_the_caps_rule_not_by_the_n_ctx_the_data_needs(self):
+        # a 20-word premise needs n_ctx 25; that n_ctx's rule (25 // 2 - 2 = 10) would cut it, the cap's (254) not
+        premise = " ".join(["cat"] * 20)
+        self.write("snli_1.0/snli_1.0_train.jsonl", self.line(premise, "dog", "neutral"))
+        self.write("snli_1.0/snli_1.0_dev.jsonl", self.line("cat", "dog", "neutral"))
+        self.write("snli_1.0/snli_1.0_test.jsonl", self.line("cat", "dog", "neutral"))
+        encoder = TextEncoder()
+        data, _ = self.read(load, DataConfig(dataset="snli", data_dir=self.dir), encoder)
+        cat, dog = encoder.encode(["cat", "dog"])
+        n_vocab = len(encoder.encoder)
+        want = [tokens.start_id(n_vocab), *cat * 20, tokens.delimiter_id(n_vocab), *dog, tokens.clf_id(n_vocab)]
+        self.assertEqual(data.n_ctx, len(want))
+        self.assertEqual(data.train.X[0, 0, :, 0].tolist(), want)
 
     def test_missing_file_says_where_snli_is(self):
         self.write_all()

@@ -113,11 +113,13 @@ def load_task(cfg, text_encoder):
     at = np.cumsum([0] + [len(examples[n]) for n in names])
     examples = {n: encoded[at[i]:at[i + 1]] for i, n in enumerate(names)}
     n_ctx = transforms.task_n_ctx(task_format, list(examples.values()), cfg.n_ctx)
+    # each text is cut by the cap's rule (--n_ctx), as the original's max_len, not by the n_ctx the data needs
+    max_len = transforms.max_field_len(cfg.n_ctx, transforms.N_FIELDS[task_format])
     n_vocab = len(text_encoder.encoder)
 
     def split(name):
         rows = examples[name]
-        X, M = transforms.transform_task(task_format, rows, n_ctx=n_ctx, n_vocab=n_vocab)
+        X, M = transforms.transform_task(task_format, rows, n_ctx=n_ctx, n_vocab=n_vocab, max_len=max_len)
         Y = None if rows[0].label is None else np.asarray([e.label for e in rows],
                                                            np.float32 if not labels else np.int32)
         groups = np.asarray([e.group for e in rows]) if rows[0].group is not None else None

@@ -2,9 +2,11 @@
 
 backbone (`GPT1Backbone`: the body, the token table and the blocks, as a `keras.Model` taking
 keras-hub's inputs `token_ids` and `padding_mask`; `from_preset`, `save_to_preset`), tokenizer
-(`GPT1Tokenizer`: the original's ftfy + spaCy + BPE encoder with its two vocabulary files), presets
+(`GPT1Tokenizer`: the original's ftfy + spaCy + BPE encoder with its two vocabulary files),
+preprocessor (`GPT1Preprocessor`: raw examples of a task format -> the trainer's X, M and labels,
+by the project's input transformations), embeddings (`embed`: one vector per text, `GPT1Backbone.embed`), presets
 (every source the project reads, by one path, and the folder `save_to_preset` writes: a HuggingFace
 folder that transformers loads, the tokenizer files and a description of the preset).
 They wire the network, the weight formats and the encoder together; they own none of them.
-`gpt1_tf.GPT1Backbone` and `gpt1_tf.GPT1Tokenizer` reach them from the package's top.
+`gpt1_tf.GPT1Backbone`, `gpt1_tf.GPT1Tokenizer` and `gpt1_tf.GPT1Preprocessor` reach them from the package's top.
 """

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from gpt1_tf.data.text_utils import DEFAULT_BPE_PATH, DEFAULT_ENCODER_PATH
 from gpt1_tf.errors import ConfigError
-from gpt1_tf.models import presets
+from gpt1_tf.models import embeddings, presets
 from gpt1_tf.network.config import ModelConfig
 from gpt1_tf.network.model import Transformer, with_positions
 from gpt1_tf.weights import formats, pretrained
@@ -85,6 +85,14 @@ class GPT1Backbone(keras.Model):
         X = with_positions(tf.cast(ids, tf.int32), self.cfg)  # [B, T, 2]: token id, table row of its position
         h, _ = self.transformer.hidden(X, seed=seed if training else None)  # [B, T, n_embd]
         return h
+
+    def embed(self, texts, pooling="last", tokenizer=None, batch_size=32):
+        """One float32 vector per text [N, hidden_dim] from the last hidden states (`models.embeddings.embed`).
+
+        pooling "last": the state at each text's last token; "mean": the mean over its tokens.
+        Batched texts give what each gives alone; a text longer than the positions is refused.
+        """
+        return embeddings.embed(self, texts, pooling=pooling, tokenizer=tokenizer, batch_size=batch_size)
 
     def get_config(self):
         return {**super().get_config(), **arguments_of(self.cfg)}
