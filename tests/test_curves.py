@@ -146,6 +146,8 @@ class AnalysisProgramTest(unittest.TestCase):
             "mixed.jsonl": (('{"desc": "x"}', eval_ft, eval_pt), r"mixed\.jsonl:3: a pretraining record in a fine-tuning log"),
             "unknown.jsonl": (('{"desc": "x"}', '{"loss": 1}'), r"unknown\.jsonl:2: not a record of a known kind"),
             "empty.jsonl": (("",), r"empty\.jsonl: no evaluation yet"),
+            "all_null.jsonl": (('{"desc": "x"}', '{"n_epochs": 0, "n_updates": 0, "tr_cost": null, "va_cost": null, '
+                                                 '"va_ppl": null}'), r"all_null\.jsonl: no evaluation value yet"),
             "no_eval.jsonl": (('{"desc": "x"}', '{"n_epochs": 0, "n_updates": 3, "skipped_update": 4, "n_skipped": 1}'),
                               r"no_eval\.jsonl: no evaluation yet: no learning curves to draw"),
         }

@@ -88,22 +88,28 @@ def kind_of(evaluations, log_path):
     return first
 
 
+def pretraining_panels(evaluations, log_path):
+    """pretrain.py's log: train and held-out loss; held-out perplexity (log scale)."""
+    return (panel("loss", evaluations, (("tr_cost", "train"), ("va_cost", "held-out")), log_path),
+            panel("held-out perplexity", evaluations, ((logs.PERPLEXITY, "held-out"),), log_path, log_y=True))
+
+
+def fine_tuning_panels(evaluations, log_path):
+    """train.py's log: train and valid cost; train and valid of each metric the log records, in percent."""
+    names = logs.metric_names(evaluations[0][1])
+    shown = {name: metrics.NAMES.get(name, name) for name in names}
+    keys = [(f"{prefix}_{name}", split if len(names) == 1 else f"{split} {shown[name]}")
+            for name in names for prefix, split in (("tr", "train"), ("va", "valid"))]
+    return (panel("cost", evaluations, (("tr_cost", "train"), ("va_cost", "valid")), log_path),
+            panel(", ".join(shown.values()) + " (%)", evaluations, keys, log_path))
+
+
 def curves_of(evaluations, log_path):
     """The Curves of a log's evaluation records [(line, record)]; a DataError when there is nothing to draw yet."""
     if not evaluations:
         raise DataError(log_path, "no evaluation yet: no learning curves to draw")
     kind = kind_of(evaluations, log_path)
-    if kind == logs.PRETRAINING:
-        panels = (panel("loss", evaluations, (("tr_cost", "train"), ("va_cost", "held-out")), log_path),
-                  panel("held-out perplexity", evaluations, ((logs.PERPLEXITY, "held-out"),), log_path, log_y=True))
-    else:
-        names = logs.metric_names(evaluations[0][1])
-        shown = {name: metrics.NAMES.get(name, name) for name in names}
-        labels = (lambda split, name: split) if len(names) == 1 else (lambda split, name: f"{split} {shown[name]}")
-        keys = [(f"{prefix}_{name}", labels(split, name)) for name in names
-                for prefix, split in (("tr", "train"), ("va", "valid"))]
-        panels = (panel("cost", evaluations, (("tr_cost", "train"), ("va_cost", "valid")), log_path),
-                  panel(", ".join(shown.values()) + " (%)", evaluations, keys, log_path))
+    panels = (pretraining_panels if kind == logs.PRETRAINING else fine_tuning_panels)(evaluations, log_path)
     panels = tuple(p for p in panels if p.series)
     if not panels:
         raise DataError(log_path, "no evaluation value yet (all null): no learning curves to draw")
