@@ -24,6 +24,7 @@ setup(
         "ftfy",
         "spacy>=3.0",
         "safetensors",  # HuggingFace checkpoints in and out, through its NumPy API (no torch)
+        "matplotlib",  # the learning curves' PNG (--analysis, analysis.py), imported only when drawing
     ],
     extras_require={"test": ["pytest", "hypothesis"]},
     entry_points={"console_scripts": ["gpt1-train=gpt1_tf.cli.train:main", "gpt1-export=gpt1_tf.cli.export:main"]},

@@ -4,46 +4,40 @@
 
 Each LABEL=LOG is a `pretrain.py` log (`log/<desc>.jsonl`): its evaluation records' `va_ppl`
 against the epoch they were taken at (updates / updates per epoch, from the record of the first
-epoch's end). Needs matplotlib, which is not a dependency of the project: run it with a Python
-that has it (`pip install matplotlib` in a venv of its own).
+epoch's end). A thin client of the library's learning curves (`gpt1_tf.train.curves`, which reads
+the log and draws with matplotlib, a dependency of the project): run it with the project's Python.
+One log's own curves, loss too: `python analysis.py LOG`.
 """
-import json
+import dataclasses
 import sys
 
+from gpt1_tf.errors import DataError, Gpt1Error
+from gpt1_tf.train import curves, logs
 
-def curve(path):
-    """(epochs, perplexities) of a pretraining log's evaluations."""
-    with open(path) as f:
-        records = [json.loads(line) for line in f][1:]  # the first record is the command line
-    records = [r for r in records if r.get("va_ppl") is not None]
-    per_epoch = next(r["n_updates"] for r in records if r["n_epochs"] >= 1)
-    return [r["n_updates"] / per_epoch for r in records], [r["va_ppl"] for r in records]
+
+def curve(path, label):
+    """A pretraining log's held-out perplexities as a `curves.Series` against the epoch."""
+    evaluations = logs.read_evaluations(path)
+    if not evaluations or curves.kind_of(evaluations, path) != logs.PRETRAINING:
+        raise DataError(path, "not a pretraining log with evaluations (pretrain.py's log/pretrain.jsonl)")
+    per_epoch = next((r["n_updates"] for _, r in evaluations if r["n_epochs"] >= 1), None)
+    if not per_epoch:
+        raise DataError(path, "no evaluation at an epoch's end: the updates an epoch are unknown")
+    line = curves.series(evaluations, logs.PERPLEXITY, label, path)
+    return dataclasses.replace(line, x=tuple(n / per_epoch for n in line.x))
 
 
 def main(out, *specs):
-    try:
-        import matplotlib
-    except ImportError:
-        sys.exit("error: plot_pretrain.py needs matplotlib (pip install matplotlib, in a venv of its own)")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
-    for spec in specs:
-        label, _, path = spec.partition("=")
-        x, y = curve(path)
-        ax.plot(x, y, marker="o", markersize=3, label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("held-out perplexity")
-    ax.set_yscale("log")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    ax.set_title("pretrain.py, tiny model (2 x 64), held-out perplexity")
-    fig.tight_layout()
-    fig.savefig(out)
-    print(f"wrote {out}")
+    lines = tuple(curve(path, label) for label, _, path in (spec.partition("=") for spec in specs))
+    panel = curves.Panel("held-out perplexity", lines, log_y=True)
+    picture = curves.Curves("pretrain.py, tiny model (2 x 64), held-out perplexity", (panel,), xlabel="epoch")
+    print(f"wrote {curves.draw(picture, out, curves.Style(width=6, height=3.6, dpi=120))}")
 
 
 if __name__ == "__main__":
     if len(sys.argv) < 3:
         sys.exit(__doc__.strip().splitlines()[2].strip())
-    main(*sys.argv[1:])
+    try:
+        main(*sys.argv[1:])
+    except Gpt1Error as err:
+        sys.exit(f"error: {err}")

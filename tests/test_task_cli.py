@@ -13,6 +13,7 @@ from gpt1_tf.weights import pretrained
 from gpt1_tf.network.config import ModelConfig
 from gpt1_tf.errors import DataError
 from gpt1_tf.network.model import TransformerModel
+from gpt1_tf.train import curves, logs
 
 SAMPLES = os.path.join(REPO, "datasets")
 TINY = ["--n_transfer", "-1", "--n_layer", "1", "--n_embd", "16", "--n_head", "2", "--n_iter", "1",
@@ -84,6 +85,10 @@ class TaskRunTest(tf.test.TestCase):
         params, _ = self.check_outputs(root, "stsb", ["tr_pearson", "va_pearson", "tr_spearman", "va_spearman"],
                                        "STS-B.tsv", r"-?\d+\.\d{3}")
         self.assertEqual(params[-2].shape, (16, 1))
+        log = os.path.join(root, "log", "stsb.jsonl")  # --analysis drew both metrics of the real log
+        self.assertEqual([p.ylabel for p in curves.curves_of(logs.read_evaluations(log), log).panels],
+                         ["cost", "Pearson, Spearman (%)"])
+        self.assertTrue(os.path.isfile(os.path.join(root, "log", "stsb.png")))
 
     def test_multiple_choice_race_by_group(self):
         root = self.run_task("race", "race_sample")

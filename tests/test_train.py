@@ -78,6 +78,9 @@ class EndToEndTest(tf.test.TestCase):
         self.assertRegex(out, r"ROCStories Valid Accuracy: \d+\.\d\d")
         self.assertRegex(out, r"ROCStories Test Accuracy:  \d+\.\d\d")
         self.assertIn("towers: 2 in sequence on one CPU", out)
+        self.assertIn("wrote log/rocstories.png", out)  # --analysis: the learning curves, after the report
+        with open(os.path.join(self.root, "a", "log", "rocstories.png"), "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
 
     def test_same_seed_same_run(self):
         a, b = os.path.join(self.root, "a"), os.path.join(self.root, "twin")

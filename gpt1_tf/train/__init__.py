@@ -4,5 +4,6 @@ core (the trainer core and the run skeleton both runs stand on), trainer (the to
 original's `mgpu_train`), finetune (the fine-tuning run, `RunConfig`), pretraining (the LM step and
 the pretraining run, `PretrainConfig`), devices (where fine-tuning's towers go), cluster (TF_CONFIG,
 pretraining's strategies), checkpoints, logs (the run log), evaluate, interrupts (Ctrl-C), memory
-(estimate before building), analysis (the original's report of a submission).
+(estimate before building), analysis (the original's report of a submission), curves (a log's
+learning curves as a PNG, matplotlib loaded only there).
 """

@@ -126,7 +126,21 @@ def train(cfg):
         if cfg.analysis:
             from gpt1_tf.train import analysis
             analysis.analyse(cfg.data.data_dir, data, paths, run.log_path)
+            draw_curves(run.log_path)
     return trainer
+
+
+def draw_curves(log_path):
+    """--analysis's picture of the log's learning curves (`gpt1_tf.train.curves`), beside the log.
+
+    The run's outputs are all written by then: a picture that cannot be drawn (no evaluation yet,
+    matplotlib missing or failing) is one line, never a failed run.
+    """
+    try:
+        from gpt1_tf.train import curves
+        print(f"wrote {curves.write_curves(log_path)}")
+    except Exception as err:  # noqa: BLE001 -- whatever it is, a picture must not fail a finished run
+        print(f"learning curves not drawn: {(str(err).strip() or type(err).__name__).splitlines()[0]}")
 
 
 def load_inputs(cfg):

@@ -1,7 +1,9 @@
 """The run log `<log_dir>/<desc>.jsonl`: the one owner of its record kinds, for its writer and its readers.
 
-The first line holds every argument and the time (the original's). Each later line is one
-record, of one of these kinds, told apart by the key it carries:
+The first line holds every argument and the time (the original's). A log is a FINE_TUNING log
+(train.py's) or a PRETRAINING log (pretrain.py's, `<log_dir>/pretrain.jsonl` by default), told
+apart by its evaluation records (`log_kind`). Each later line is one record, of one of these
+kinds, told apart by the key it carries:
 
 - EVALUATION (`va_cost`): n_epochs, n_updates, tr_cost, va_cost, then tr_/va_ of each of the task's
   metrics (Story Cloze: tr_acc, va_acc, the original's record; `gpt1_tf.metrics`), then any scores
@@ -9,7 +11,9 @@ record, of one of these kinds, told apart by the key it carries:
   and last THROUGHPUT_KEYS: tokens_per_s, the training steps' tokens a second since the previous
   evaluation (the first update, which compiles, left out), and mfu, the model FLOP utilisation as a
   fraction (`gpt1_tf.train.throughput`); each null where unknown. Timing, like `time`: two runs'
-  records that are otherwise equal differ in them
+  records that are otherwise equal differ in them. pretrain.py's evaluation record has no task
+  metric but PERPLEXITY (`va_ppl`, the held-out perplexity) after the costs; any of its values is
+  null where it could not be measured (no held-out windows: `va_cost`, `va_ppl`)
 - SKIPPED_UPDATE (`skipped_update`): an update dropped by `--nan_policy skip`
 - LOSS_SCALE_OVERFLOW (`loss_scale_overflow`): an update skipped by float16 loss scaling
 """
@@ -24,6 +28,8 @@ EVALUATION, SKIPPED_UPDATE, LOSS_SCALE_OVERFLOW = "va_cost", "skipped_update", "
 ORIGINAL_KEYS = ("n_epochs", "n_updates", "tr_cost", "va_cost")  # of every evaluation record, in this order
 RECORD_KINDS = (EVALUATION, SKIPPED_UPDATE, LOSS_SCALE_OVERFLOW)
 THROUGHPUT_KEYS = ("tokens_per_s", "mfu")  # the last of every evaluation record, in this order
+PERPLEXITY = "va_ppl"  # of pretrain.py's evaluation records, and of no fine-tuning record
+FINE_TUNING, PRETRAINING = "fine-tuning", "pretraining"  # the kinds of log
 
 
 def strict_json(record):
@@ -81,8 +87,12 @@ class ResultLogger:
         atomic_write(self.path, lambda f: f.write(("\n".join(self.lines) + "\n").encode()))
 
 
-def read_log(log_path):
-    """The evaluation records of a `<desc>.jsonl` log; records of the other kinds are passed over."""
+def read_evaluations(log_path):
+    """[(line number, record)] of the evaluation records of a log, in order ([] when none yet); other kinds passed over.
+
+    A missing or unreadable file, a line that is not a JSON object, a record of no known kind:
+    one-line DataError naming the file (and line). Values are not checked: any may be null.
+    """
     try:
         with open(log_path, encoding="utf-8") as f:
             lines = f.read().splitlines()
@@ -97,15 +107,36 @@ def read_log(log_path):
         except ValueError:
             raise DataError(log_path, "not a JSON object", line_no) from None
         if not seen_args:  # the arguments line
+            if not isinstance(record, dict):
+                raise DataError(log_path, "not a JSON object (the arguments line)", line_no)
             seen_args = True
             continue
         kind = record_kind(record)
         if kind is None:
             raise DataError(log_path, f"not a record of a known kind ({', '.join(RECORD_KINDS)})", line_no)
         if kind == EVALUATION:
-            if not isinstance(record[EVALUATION], (int, float)) or isinstance(record[EVALUATION], bool):
-                raise DataError(log_path, "evaluation record without a numeric 'va_cost'", line_no)
-            evaluations.append(record)
+            evaluations.append((line_no, record))
+    return evaluations
+
+
+def read_log(log_path):
+    """The evaluation records of a `<desc>.jsonl` log, each with a numeric `va_cost`; at least one."""
+    evaluations = read_evaluations(log_path)
+    for line_no, record in evaluations:
+        if not isinstance(record[EVALUATION], (int, float)) or isinstance(record[EVALUATION], bool):
+            raise DataError(log_path, "evaluation record without a numeric 'va_cost'", line_no)
     if not evaluations:
         raise DataError(log_path, "no evaluation records after the arguments line")
-    return evaluations
+    return [record for _, record in evaluations]
+
+
+def metric_names(record):
+    """The task metrics of a fine-tuning evaluation record, in its order: each <m> with both tr_<m> and va_<m>."""
+    return [key[3:] for key in record if key.startswith("tr_") and key != "tr_cost" and f"va_{key[3:]}" in record]
+
+
+def log_kind(record):
+    """The kind of log an evaluation record comes from: PRETRAINING (it has va_ppl), FINE_TUNING (task metrics), or None."""
+    if PERPLEXITY in record:
+        return None if metric_names(record) else PRETRAINING
+    return FINE_TUNING if metric_names(record) else None
