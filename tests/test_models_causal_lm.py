@@ -117,6 +117,18 @@ class CausalLMTest(tf.test.TestCase):
         self.assertEqual(cut, (PROMPTS[1] + " " + new[:new.index(word)]).rstrip())
         self.assertRaisesRegex(ConfigError, "stop_token_ids", self.lm.generate, "x", stop_token_ids=[10 ** 6])
 
+    def test_beams_stop_at_a_stop_token(self):
+        e, beam = fixture("expected.npz"), fixture("beam.npz")
+        self.lm.compile(sampler=samplers.BeamSampler(num_beams=4))
+        stop = int(beam["beam4_1"][1])  # the beams' second token: some beam makes it early
+        out = self.lm.generate(batch_of([e["ids_1"], e["ids_0"]]), max_length=17 + 24, stop_token_ids=[stop])
+        for row, n, mask in zip(out["token_ids"], (17, 5), out["padding_mask"]):
+            end = int(mask.sum())
+            self.assertAllEqual(mask[:end], np.ones(end, bool))
+            self.assertNotIn(stop, row[n:end - 1].tolist())  # nothing after the first stop token
+            self.assertTrue(row[end - 1] == stop or end == 17 + 24)
+        self.assertLess(out["padding_mask"][0].sum(), 17 + 24)  # the first prompt's best beam stopped
+
     def test_traced_once_per_shape_until_compile(self):
         traces = []
         original = Generator._decode
