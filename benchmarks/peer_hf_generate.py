@@ -3,7 +3,9 @@
     python peer_hf_generate.py HF_FOLDER PROMPT_IDS_JSON NEW_TOKENS REPEATS THREADS
 
 Times `OpenAIGPTLMHeadModel.generate(do_sample=False)` (median of REPEATS after one warm-up) and
-prints one JSON line: peer_s, the new tokens, the versions.
+prints one JSON line: peer_s, the new tokens, the versions. PROMPT_IDS_JSON is one prompt (a list
+of ids: `tokens` its new ids) or a batch of equal-length prompts (a list of lists, run as one batch
+by `bench_generate.py`: `tokens` a list per prompt).
 """
 import json
 import sys
@@ -17,7 +19,9 @@ def main(folder, prompt, new_tokens, repeats, threads):
     if int(threads) > 0:
         torch.set_num_threads(int(threads))
     model = transformers.OpenAIGPTLMHeadModel.from_pretrained(folder).eval()
-    ids = torch.tensor([json.loads(prompt)], dtype=torch.long)
+    prompt = json.loads(prompt)
+    batched = isinstance(prompt[0], list)
+    ids = torch.tensor(prompt if batched else [prompt], dtype=torch.long)
     n = int(new_tokens)
 
     def run():
@@ -31,7 +35,7 @@ def main(folder, prompt, new_tokens, repeats, threads):
         out = run()
         times.append(time.perf_counter() - start)
     times.sort()
-    print(json.dumps({"peer_s": round(times[len(times) // 2], 3), "tokens": out[0, ids.shape[1]:].tolist(),
+    print(json.dumps({"peer_s": round(times[len(times) // 2], 3), "tokens": out[:, ids.shape[1]:].tolist() if batched else out[0, ids.shape[1]:].tolist(),
                       "transformers_version": transformers.__version__, "torch_version": torch.__version__,
                       "peer_threads": torch.get_num_threads()}))
 

@@ -1,7 +1,8 @@
 """GPT-1 as a language model: KV-cache generation and scoring, against transformers' outputs and NumPy.
 
 - greedy continuations equal transformers' 24 tokens (`fixtures/hf/expected.npz`), through the HF
-  weights and the same arrays converted to the original's shards, with and without XLA;
+  weights and the same arrays converted to the original's shards, with and without XLA, and through
+  `GPT1CausalLM.generate`;
 - each cached step gives the logits and hidden states of a full forward over the whole prefix (1e-5);
 - the softmax covers the n_vocab token rows only: a special row that would win the full table's
   argmax is never picked;
@@ -76,6 +77,16 @@ class GreedyParityTest(tf.test.TestCase):
             for i in (0, 1):
                 got = generator.generate(list(e[f"ids_{i}"]), 24)
                 self.assertAllEqual(got[0], e[f"greedy_{i}"], msg=f"{name} xla={jit} prompt {i}")
+
+    def test_the_causal_lm_gives_transformers_greedy_tokens(self):
+        from gpt1_tf.models.causal_lm import GPT1CausalLM
+        e, lm = expected(), GPT1CausalLM.from_preset(HF_BARE)
+        lm.compile(sampler="greedy")
+        for i in (0, 1):
+            ids = e[f"ids_{i}"]
+            out = lm.generate({"token_ids": ids[None], "padding_mask": np.ones((1, len(ids)), bool)},
+                              max_length=len(ids) + 24)
+            self.assertAllEqual(out["token_ids"][0, len(ids):], e[f"greedy_{i}"], msg=f"prompt {i}")
 
 
 class CacheTest(tf.test.TestCase):

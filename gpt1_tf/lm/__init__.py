@@ -1,1 +1,1 @@
-"""GPT-1 as a language model: generation (KV-cache decoding, sampling) and scoring (losses, perplexity)."""
+"""GPT-1 as a language model: generation (KV-cache decoding, sampling, beam search), samplers (keras-hub's names) and scoring (losses, perplexity)."""

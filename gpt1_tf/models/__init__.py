@@ -7,6 +7,8 @@ preprocessor (`GPT1Preprocessor`: raw examples of a task format -> the trainer's
 by the project's input transformations), embeddings (`embed`: one vector per text, `GPT1Backbone.embed`), presets
 (every source the project reads, by one path, and the folder `save_to_preset` writes: a HuggingFace
 folder that transformers loads, the tokenizer files and a description of the preset).
+causal_lm (`GPT1CausalLM`: backbone + tokenizer + the tied LM head; `generate` on raw text with
+keras-hub's samplers, `score`, by `gpt1_tf.lm`'s decoding and scoring).
 They wire the network, the weight formats and the encoder together; they own none of them.
 `gpt1_tf.GPT1Backbone`, `gpt1_tf.GPT1Tokenizer` and `gpt1_tf.GPT1Preprocessor` reach them from the package's top.
 """
