@@ -12,9 +12,13 @@ The parts, each a sub-package whose docstring lists its modules, each standing o
 - network: the configs, the token layout, the table of arrays, the layers, the body and heads, Adam;
 - and errors, files, metrics, runtime, shared by all.
 Importing the package imports no TensorFlow: `gpt1_tf.GPT1Backbone`, `gpt1_tf.GPT1Tokenizer` and
-`gpt1_tf.GPT1Preprocessor` import their module on first use.
+`gpt1_tf.GPT1Preprocessor` import their module on first use; so do the task models `gpt1_tf.GPT1Classifier`,
+`gpt1_tf.GPT1Regressor` and `gpt1_tf.GPT1MultipleChoice`.
 """
 __version__ = "0.1.0"
+
+
+TASKS = ("GPT1Classifier", "GPT1Regressor", "GPT1MultipleChoice")  # gpt1_tf.models.tasks
 
 
 def __getattr__(name):
@@ -28,8 +32,11 @@ def __getattr__(name):
     if name == "GPT1Preprocessor":
         from gpt1_tf.models.preprocessor import GPT1Preprocessor
         return GPT1Preprocessor
+    if name in TASKS:
+        from gpt1_tf.models import tasks
+        return getattr(tasks, name)
     raise AttributeError(f"module 'gpt1_tf' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted([*globals(), "GPT1Backbone", "GPT1Tokenizer", "GPT1Preprocessor"])
+    return sorted([*globals(), "GPT1Backbone", "GPT1Tokenizer", "GPT1Preprocessor", *TASKS])

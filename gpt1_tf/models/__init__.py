@@ -9,4 +9,6 @@ by the project's input transformations), embeddings (`embed`: one vector per tex
 folder that transformers loads, the tokenizer files and a description of the preset).
 They wire the network, the weight formats and the encoder together; they own none of them.
 `gpt1_tf.GPT1Backbone`, `gpt1_tf.GPT1Tokenizer` and `gpt1_tf.GPT1Preprocessor` reach them from the package's top.
+tasks (`GPT1Classifier`, `GPT1Regressor`, `GPT1MultipleChoice`: keras.Models that compile, fit, evaluate
+and predict on raw examples, fit running train.py's step) also, as `gpt1_tf.GPT1Classifier` and so on.
 """
