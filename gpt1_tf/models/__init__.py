@@ -11,4 +11,6 @@ causal_lm (`GPT1CausalLM`: backbone + tokenizer + the tied LM head; `generate` o
 keras-hub's samplers, `score`, by `gpt1_tf.lm`'s decoding and scoring).
 They wire the network, the weight formats and the encoder together; they own none of them.
 `gpt1_tf.GPT1Backbone`, `gpt1_tf.GPT1Tokenizer` and `gpt1_tf.GPT1Preprocessor` reach them from the package's top.
+tasks (`GPT1Classifier`, `GPT1Regressor`, `GPT1MultipleChoice`: keras.Models that compile, fit, evaluate
+and predict on raw examples, fit running train.py's step) also, as `gpt1_tf.GPT1Classifier` and so on.
 """

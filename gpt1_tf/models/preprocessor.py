@@ -69,11 +69,13 @@ class GPT1Preprocessor:
             kwargs["max_sequence_length"] = presets.read_config(preset).n_ctx
         return cls(GPT1Tokenizer.from_preset(preset), task_format=task_format, **kwargs)
 
-    def __call__(self, x, y=None):
+    def __call__(self, x, y=None, *, num_classes=None):
         """(X, M) of the examples `x`; with labels `y`, (X, M, Y): the trainer's `train_step(X, M, Y, ...)`.
 
         Y is int32 for integer labels (a class, or the right choice's position), float32 for scores.
-        A wrong example, an empty text or len(y) != len(x): a one-line `Gpt1Error` naming the example.
+        `num_classes` (a task model's): classes 0..num_classes-1 only; 0: real-valued scores (ints
+        too, as float32). A wrong example, an empty text, len(y) != len(x), a label outside the
+        classes or choices: a one-line `Gpt1Error` naming the example.
         """
         examples = self.examples(x)
         encoded = self.encode(examples)
@@ -83,7 +85,7 @@ class GPT1Preprocessor:
                                          max_len=transforms.max_field_len(cap, transforms.N_FIELDS[self.task_format]))
         if y is None:
             return X, M
-        return X, M, labels_of(y, examples, self.task_format)
+        return X, M, labels_of(y, examples, self.task_format, num_classes)
 
     # --- examples -----------------------------------------------------------------------------
 
@@ -132,19 +134,28 @@ class GPT1Preprocessor:
                 for e in examples]
 
 
-def labels_of(y, examples, task_format):
-    """Y [N]: int32 of integer labels (a class, the right choice's position), float32 of similarity scores."""
+def labels_of(y, examples, task_format, num_classes=None):
+    """Y [N]: int32 of integer labels (a class, the right choice's position), float32 of similarity scores.
+
+    `num_classes` None: any class id >= 0; n >= 2: ids below n; 0: real-valued scores (a regression head).
+    """
     Y = np.asarray(list(y.as_numpy_iterator()) if hasattr(y, "as_numpy_iterator") else y)
     if Y.ndim != 1 or len(Y) != len(examples):
         raise DataError("the labels", f"{len(Y) if Y.ndim else 'one'} label(s) of shape {Y.shape[1:]} for "
                                       f"{len(examples)} examples: give one label per example")
+    if num_classes == 0 and task_format == "similarity" and Y.dtype.kind in "iu":
+        Y = Y.astype(np.float32)  # integer scores of a regression head
     if Y.dtype.kind in "iu":
         K = len(examples[0].choices)
-        bad = np.flatnonzero((Y < 0) | (Y >= K)) if task_format == "multiple_choice" else np.flatnonzero(Y < 0)
+        top = K if task_format == "multiple_choice" else num_classes
+        bad = np.flatnonzero((Y < 0) | (Y >= top)) if top else np.flatnonzero(Y < 0)
         if bad.size:
-            what = f"the right choice's position 0..{K - 1}" if K else "a class id (0, 1, ...)"
+            what = (f"the right choice's position 0..{K - 1}" if K else f"a class id 0..{top - 1}" if top
+                    else "a class id (0, 1, ...)")
             raise DataError(f"label {bad[0]}", f"{Y[bad[0]]} is not {what}")
         return Y.astype(np.int32)
+    if Y.dtype.kind == "f" and num_classes:
+        raise DataError("the labels", f"expected integer classes 0..{num_classes - 1}, got {Y.dtype} values")
     if Y.dtype.kind == "f" and task_format == "similarity" and np.isfinite(Y).all():
         return Y.astype(np.float32)
     scores = " or finite scores" if task_format == "similarity" else ""

@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 
 from gpt1_tf.network import arrays, ops, packing, tokens
+from gpt1_tf.errors import ConfigError
 from gpt1_tf.network.config import ModelConfig
 from gpt1_tf.network.heads import LM_HEADS, make_head, pooled
 from gpt1_tf.network.layers import Block, normal_init, site_seed
@@ -134,17 +135,23 @@ class TransformerModel(keras.Model):
     The default config is the original's: the Story Cloze classifier, K = 2 endings.
     """
 
-    def __init__(self, cfg, **kwargs):
+    def __init__(self, cfg, transformer=None, **kwargs):
         kwargs.setdefault("name", "model")
         super().__init__(**kwargs)
         self.cfg = cfg if isinstance(cfg, ModelConfig) else ModelConfig(**cfg)
-        self.transformer = Transformer(self.cfg)
+        # `transformer`: a built body to share (a task model's backbone's), its head fields aside the same config
+        self._shared_body = transformer is not None
+        if self._shared_body and dataclasses.replace(transformer.cfg, task_format=self.cfg.task_format,
+                                                     n_classes=self.cfg.n_classes) != self.cfg:
+            raise ConfigError(f"the shared body's config {transformer.cfg} is not this model's {self.cfg}")
+        self.transformer = transformer if self._shared_body else Transformer(self.cfg)
         self.clf = make_head(self.cfg)
         self.build()
 
     def build(self, input_shape=None):
-        self.transformer.create_weights()
-        self.transformer.built = True
+        if not self._shared_body:
+            self.transformer.create_weights()
+            self.transformer.built = True
         self.clf.build((None, self.cfg.n_embd))
         self.built = True
 

@@ -12,6 +12,7 @@ and counts, and writes nothing.
 """
 import os
 
+from gpt1_tf.errors import ConfigError
 from gpt1_tf.files import FolderLock
 from gpt1_tf.train import checkpoints, logs
 from gpt1_tf.train.interrupts import Interrupted
@@ -20,13 +21,16 @@ from gpt1_tf.train.interrupts import Interrupted
 class TrainerCore:
     """A model of `model_cfg` and `OpenAIAdam(opt_cfg)` over the parameters `trained(model)` picks, on `strategy`."""
 
-    def __init__(self, model_cfg, opt_cfg, strategy, seed, *, trained, jit_apply=None):
+    def __init__(self, model_cfg, opt_cfg, strategy, seed, *, trained, jit_apply=None, model=None):
+        """`model`: a network of `model_cfg` already built under `strategy` (a task model's); None: a new one."""
         import tensorflow as tf
         from gpt1_tf.network.model import TransformerModel
         from gpt1_tf.network.opt import OpenAIAdam
         self.cfg, self.opt_cfg, self.strategy, self.seed = model_cfg, opt_cfg, strategy, seed
+        if model is not None and model.cfg != model_cfg:
+            raise ConfigError(f"the model's config {model.cfg} is not the trainer's {model_cfg}")
         with strategy.scope():
-            self.model = TransformerModel(model_cfg)
+            self.model = TransformerModel(model_cfg) if model is None else model
             self.params = trained(self.model)
             self.optimizer = OpenAIAdam(opt_cfg)
             self.optimizer.build(self.params)

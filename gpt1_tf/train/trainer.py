@@ -105,9 +105,11 @@ class Trainer(TrainerCore):
     tf.function gives the gradient ops TF1's names, and Grappler sums commutative AddN inputs in
     name order, so sums run in the original's order. `model_cfg.compute_dtype` "bfloat16" or
     "float16" is mixed precision; float16 adds dynamic loss scaling (`self.loss_scale`).
+    `model`: a `TransformerModel` of `model_cfg` built under `strategy` to train (a task model's,
+    `gpt1_tf.models.tasks`); None: the Trainer builds its own, as train.py's.
     """
 
-    def __init__(self, model_cfg, opt_cfg, step_cfg=None, *, strategy, lm_coef, seed=42, n_towers=None):
+    def __init__(self, model_cfg, opt_cfg, step_cfg=None, *, strategy, lm_coef, seed=42, n_towers=None, model=None):
         step_cfg = step_cfg or StepConfig()
         check_compatible(model_cfg, step_cfg)
         replicas = strategy.num_replicas_in_sync
@@ -119,7 +121,7 @@ class Trainer(TrainerCore):
             # XLA compiles the update for one device; mirrored variables live on several
             raise ConfigError(f"fused_apply (the XLA-compiled Adam update) runs on one device, not {replicas}")
         super().__init__(model_cfg, opt_cfg, strategy, seed, trained=lambda model: model.params_in_order(),
-                         jit_apply=fused_apply or None)
+                         jit_apply=fused_apply or None, model=model)
         self.step_cfg, self.lm_coef = step_cfg, lm_coef
         self.loss_scale = DynamicLossScale() if model_cfg.compute_dtype == "float16" else None
         # untrimmed batches have a static length: Grappler then folds constants as in the original graph
