@@ -118,6 +118,21 @@ class CacheTest(tf.test.TestCase):
                 self.assertEqual(cache.shape, body.empty_cache(2).shape)
                 self.assertAllClose(tf.concat(got, 1), want, atol=TOL, rtol=0)
 
+    def test_a_cache_as_long_as_the_text_gives_the_same_states(self):
+        # the generator sizes its cache by max_length: fewer columns than n_ctx, the same states
+        model = tiny_model(12)
+        body = model.transformer
+        ids = np.random.RandomState(4).randint(0, N_VOCAB + 3, (2, N_CTX)).astype(np.int32)
+        want = body.hidden(with_positions(tf.constant(ids), model.cfg))[0]
+        length = N_CTX // 2
+        h, cache = body.hidden_with_cache(tf.constant(ids[:, :3]), body.empty_cache(2, length), 0)
+        got = [h]
+        for t in range(3, length):
+            h, cache = body.hidden_with_cache(tf.constant(ids[:, t:t + 1]), cache, tf.constant(t))
+            got.append(h)
+        self.assertEqual(cache.shape[4], length)
+        self.assertAllClose(tf.concat(got, 1), want[:, :length], atol=TOL, rtol=0)
+
     def test_several_positions_only_at_the_start(self):
         body = tiny_model(11).transformer
         with self.assertRaisesRegex(ValueError, "cache_update_index 0 only"):

@@ -72,7 +72,7 @@ class Generator:
     # --- the loops ---------------------------------------------------------------------------------
     def _start(self, prompt, lengths, max_length):
         """Right-padded prompts [B, P] in one pass: (first index, logits there, cache, ids [B, max_length] zero-padded)."""
-        h, cache = self.body.hidden_with_cache(prompt, self.body.empty_cache(tf.shape(prompt)[0]), 0)
+        h, cache = self.body.hidden_with_cache(prompt, self.body.empty_cache(tf.shape(prompt)[0], max_length), 0)
         start = tf.reduce_min(lengths)  # the shortest prompt's end: its first new token
         logits = self.next_logits(tf.gather(h, start - 1, axis=1))
         ids = tf.pad(prompt, [[0, 0], [0, max_length - tf.shape(prompt)[1]]])

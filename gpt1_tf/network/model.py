@@ -94,10 +94,15 @@ class Transformer(keras.layers.Layer):
         h = self._blocks(h, seed, pool, layout, recompute)
         return (h if pool is not None else packing.unpack(h, layout)), we
 
-    def empty_cache(self, batch):
-        """The key/value cache of `hidden_with_cache`, zeros [n_layer, 2, batch, n_head, n_ctx, d], compute dtype."""
+    def empty_cache(self, batch, length=None):
+        """The key/value cache of `hidden_with_cache`, zeros [n_layer, 2, batch, n_head, length, d], compute dtype.
+
+        `length`: the positions it holds (None: n_ctx). Each decoding step rewrites and reads the whole
+        cache, so a cache as long as the text to make (not the model's 512) is that much less traffic.
+        """
         cfg = self.cfg
-        return tf.zeros([cfg.n_layer, 2, batch, cfg.n_head, cfg.n_ctx, cfg.n_embd // cfg.n_head], cfg.compute_dtype)
+        length = cfg.n_ctx if length is None else length
+        return tf.zeros([cfg.n_layer, 2, batch, cfg.n_head, length, cfg.n_embd // cfg.n_head], cfg.compute_dtype)
 
     def hidden_with_cache(self, ids, cache, cache_update_index):
         """Hidden states [B, S, n_embd] of token ids [B, S] at positions cache_update_index.., and the updated cache.
