@@ -79,17 +79,14 @@ def load_lm(args):
     from gpt1_tf.models.backbone import GPT1Backbone
     from gpt1_tf.models.causal_lm import GPT1CausalLM
     from gpt1_tf.weights import formats
-    from gpt1_tf.weights.convert import model_config, with_flags
+    from gpt1_tf.weights.convert import with_flags
     if args.params is None:  # shards or HF; a missing folder gets the weights help, not a format list
         said = formats.said_by(args.model_dir, formats.kind_of(args.model_dir))
         weights = with_flags(formats.read_pretrained(args.model_dir, WEIGHTS_ADVICE), said, n_head=args.n_head,
                              afn=args.afn)
     else:
         weights = formats.read(args.params, n_head=args.n_head, afn=args.afn)
-    source = args.params or args.model_dir
-    backbone = GPT1Backbone.from_model_config(model_config(weights, n_ctx=formats.model_n_ctx(weights, None, source)))
-    backbone.assign_weights(weights, source)
-    return GPT1CausalLM(backbone)  # the packaged vocabulary, as train.py's
+    return GPT1CausalLM(GPT1Backbone.from_weights(weights, args.params or args.model_dir))  # the packaged vocabulary
 
 
 def run_generate(args, lm, sampler):

@@ -99,6 +99,16 @@ class GPT1Backbone(keras.Model):
 
     # --- weights in and out --------------------------------------------------------------------
 
+    @classmethod
+    def from_weights(cls, weights, source="the weights", n_ctx=None):
+        """A backbone holding `Weights` already read: n_ctx positions (None: all they have, at most 512).
+
+        The backbone's `formats.build_model`, for a caller that read the weights itself (generate.py).
+        """
+        backbone = cls.from_model_config(model_config(weights, n_ctx=formats.model_n_ctx(weights, n_ctx, source)))
+        backbone.assign_weights(weights, source)
+        return backbone
+
     def assign_weights(self, weights, source="the weights"):
         """Put `Weights` (any source's, `gpt1_tf.weights.convert`) into the body: table and blocks, each shape checked.
 
