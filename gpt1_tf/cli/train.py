@@ -10,8 +10,10 @@ import sys
 
 from gpt1_tf.cli.common import add_flags, check_finite_floats, exits, from_flags
 from gpt1_tf.data.tasks import TASKS
-from gpt1_tf.errors import Gpt1Error
-from gpt1_tf.network.config import MIN_N_CTX, TASK_FORMATS, ModelConfig, OptConfig, StepConfig, check_compatible
+from gpt1_tf.errors import ConfigError, Gpt1Error
+from gpt1_tf.network.arrays import LORA_DEFAULT_TARGETS, LORA_TARGETS
+from gpt1_tf.network.config import (MIN_N_CTX, TASK_FORMATS, ModelConfig, OptConfig, StepConfig, TuningConfig,
+                                    check_compatible)
 
 DATASETS = ("rocstories", *TASKS, "generic")
 NAN_POLICIES = ("stop", "skip")
@@ -61,6 +63,7 @@ def build_parser():
                    help="the original's arithmetic (padded batches, full LM head, no XLA): slower")
     p.add_argument("--stop_after_updates", type=int, default=None,
                    help="checkpoint and stop after this many updates (continue later with --resume)")
+    add_tuning_flags(p)
     g = p.add_argument_group("--dataset generic: your own train/dev/test.{csv,tsv,jsonl} in --data_dir")
     g.add_argument("--task_format", choices=TASK_FORMATS, default=None, help="the input transformation and head")
     g.add_argument("--text_columns", type=_names, default=None,
@@ -72,6 +75,66 @@ def build_parser():
                    help="comma-separated label values, class id = position (default: the sorted values of train; "
                         "multiple_choice: 0..K-1; similarity without --labels: a real-valued score)")
     return p
+
+
+def add_tuning_flags(p):
+    """LoRA and partial fine-tuning (`TuningConfig`): which parameters train."""
+    g = p.add_argument_group("LoRA and partial fine-tuning (default: every parameter trains, as the original)")
+    g.add_argument("--lora_rank", type=int, default=None,
+                   help="LoRA of this rank: the pretrained weights and table frozen, A [n_in, r] and B [r, n_out] beside "
+                        "each target weight train (B starts at zero), with the head and the 3 special-token rows")
+    g.add_argument("--lora_alpha", type=float, default=None, help="LoRA's alpha: x W + alpha/r x A B (default: the rank)")
+    g.add_argument("--lora_targets", type=_names, default=None,
+                   help=f"comma-separated weights to adapt, of {', '.join(LORA_TARGETS)} (c_proj is attention's; "
+                        f"default {','.join(LORA_DEFAULT_TARGETS)})")
+    g.add_argument("--train_layers", type=int, default=None,
+                   help="train only the top K blocks (with LoRA: adapt only them), the head and the special-token rows")
+    g.add_argument("--freeze_embeddings", action="store_true",
+                   help="freeze the embedding table, its special-token rows too")
+    g.add_argument("--lora_from", type=str, default=None,
+                   help="a LoRA adapter folder (adapter_config.json + adapter_model.safetensors, PEFT's format, as "
+                        "train.py writes beside best_params.jl) loaded onto the base to go on training; its layout is "
+                        "the run's (--lora_rank etc. may be left out)")
+
+
+def tuning_config(args):
+    """The TuningConfig of the flags (`validate_tuning` first)."""
+    return TuningConfig(lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
+                        lora_targets=tuple(args.lora_targets or LORA_DEFAULT_TARGETS),
+                        train_layers=args.train_layers, freeze_embeddings=args.freeze_embeddings)
+
+
+def validate_tuning(args):
+    """Refuse impossible LoRA and partial fine-tuning flags; --lora_from's layout becomes the run's where the flags leave it."""
+    if args.lora_rank is not None and args.lora_rank < 1:
+        raise Gpt1Error(f"--lora_rank must be at least 1, got {args.lora_rank}")
+    if args.lora_rank is None and (args.lora_alpha is not None or args.lora_targets is not None) and not args.lora_from:
+        raise Gpt1Error("--lora_alpha and --lora_targets need --lora_rank")
+    if args.train_layers is not None and not 1 <= args.train_layers <= args.n_layer:
+        raise Gpt1Error(f"--train_layers must be in 1..{args.n_layer} (--n_layer), got {args.train_layers}")
+    if args.lora_from:
+        from gpt1_tf.weights import peft
+        adapter = peft.read_tuning(args.lora_from)
+        if args.lora_rank is None:
+            args.lora_rank, args.lora_alpha, args.lora_targets = adapter.lora_rank, adapter.alpha, list(adapter.lora_targets)
+            args.train_layers = adapter.train_layers if args.train_layers is None else args.train_layers
+        tuning = tuning_config(args)
+        if (adapter.lora_rank, adapter.alpha, adapter.lora_targets, adapter.train_layers) != (
+                tuning.lora_rank, tuning.alpha, tuning.lora_targets, tuning.train_layers):
+            raise Gpt1Error(f"--lora_from {args.lora_from}: its adapters are {describe_lora(adapter)}, this run's flags "
+                            f"ask for {describe_lora(tuning)}")
+    try:
+        tuning = tuning_config(args)
+        tuning.check(model_config(args))
+    except ConfigError as err:
+        raise Gpt1Error(str(err)) from None
+    if args.lora_from:
+        peft.check_layers(args.lora_from, tuning, model_config(args))
+
+
+def describe_lora(tuning):
+    layers = "every layer" if tuning.train_layers is None else f"the top {tuning.train_layers} layers"
+    return f"rank {tuning.lora_rank} (alpha {tuning.alpha:g}) on {', '.join(tuning.lora_targets)} of {layers}"
 
 
 def _names(value):
@@ -141,6 +204,7 @@ def validate_args(args):
     if args.analysis and not args.submit:
         raise Gpt1Error("--analysis reads the submission file: add --submit")
     _validate_generic(args)
+    validate_tuning(args)
     check_compatible(model_config(args), step_config(args))  # each config validates its own fields
     opt_config(args)
     if args.desc is None:
@@ -156,7 +220,7 @@ def run_config(args):
     """The RunConfig of checked flags (`validate_args` first)."""
     from gpt1_tf.train.finetune import RunConfig
     return from_flags(RunConfig, args, model=model_config(args), opt=opt_config(args), step=step_config(args),
-                      data=data_config(args), command_line=dict(vars(args)))
+                      data=data_config(args), tuning=tuning_config(args), command_line=dict(vars(args)))
 
 
 @exits

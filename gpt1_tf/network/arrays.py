@@ -90,6 +90,17 @@ LAYER = (
 )
 N_PER_LAYER = len(LAYER)
 
+# the weights LoRA may adapt (`gpt1_tf.network.lora`), by the names users give them: the layer's
+# scope in a block (keras-hub's and PEFT's `c_attn`, `c_proj` are attention's; the MLP's c_proj is
+# `mlp/c_proj`). Each is a conv1d weight of LAYER: `<scope>/w`; HuggingFace's module `<scope>` with / as .
+LORA_TARGETS = {"c_attn": "attn/c_attn", "c_proj": "attn/c_proj", "c_fc": "mlp/c_fc", "mlp/c_proj": "mlp/c_proj"}
+LORA_DEFAULT_TARGETS = ("c_attn", "c_proj")
+
+
+def lora_target(name):
+    """The LAYER entry of a LoRA target's weight ("c_fc": mlp/c_fc/w)."""
+    return next(a for a in LAYER if a.path == f"{LORA_TARGETS[name]}/w")
+
 # the original's shards open with the two embedding tables (the model joins them in `we`)
 POSITIONS = Array("positions", (N_POSITIONS, NX), "positions_embed.weight")
 TOKENS = Array("tokens", (N_VOCAB, NX), "tokens_embed.weight")

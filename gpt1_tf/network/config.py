@@ -205,6 +205,86 @@ class StepConfig:
         return 8 if self.xla else 1
 
 
+@dataclasses.dataclass(frozen=True)
+class TuningConfig:
+    """Which parameters fine-tuning trains (`gpt1_tf.network.lora`); the default trains them all, as the original.
+
+    lora_rank: LoRA (None: off): the body's table and weights are frozen and each target weight W
+    [n_in, n_out] gets A [n_in, r] and B [r, n_out], the layer computing x W + (lora_alpha / r) x A B.
+    lora_alpha: None is the rank (keras-hub's default). lora_targets: names of `arrays.LORA_TARGETS`.
+    train_layers: only the top K blocks train (with LoRA: only they get adapters); the table is
+    frozen. freeze_embeddings: the table is frozen. The classifier always trains, and so do the
+    special-token rows of a frozen table (new, randomly drawn rows: the task's tokens) unless
+    freeze_embeddings.
+    """
+
+    lora_rank: int | None = None
+    lora_alpha: float | None = None
+    lora_targets: tuple = arrays.LORA_DEFAULT_TARGETS
+    train_layers: int | None = None
+    freeze_embeddings: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
+        if self.lora_rank is not None and self.lora_rank < 1:
+            raise ConfigError(f"the LoRA rank must be at least 1, got {self.lora_rank}")
+        if self.lora_rank is None and self.lora_alpha is not None:
+            raise ConfigError("a LoRA alpha needs a LoRA rank")
+        if self.lora_alpha is not None:
+            _finite(self, ("lora_alpha",))
+            if self.lora_alpha <= 0:
+                raise ConfigError(f"the LoRA alpha must be positive, got {self.lora_alpha}")
+        unknown = [t for t in self.lora_targets if t not in arrays.LORA_TARGETS]
+        if unknown or not self.lora_targets:
+            raise ConfigError(f"unknown LoRA target {', '.join(map(repr, unknown)) or '(none given)'}: "
+                              f"the targets are {', '.join(arrays.LORA_TARGETS)}")
+        if len(set(self.lora_targets)) != len(self.lora_targets):
+            raise ConfigError(f"LoRA targets named twice: {', '.join(self.lora_targets)}")
+        if self.train_layers is not None and self.train_layers < 1:
+            raise ConfigError(f"train_layers must be at least 1, got {self.train_layers}")
+
+    @property
+    def lora(self):
+        return self.lora_rank is not None
+
+    @property
+    def alpha(self):
+        return self.lora_rank if self.lora_alpha is None else self.lora_alpha
+
+    @property
+    def scale(self):
+        """alpha / r: what multiplies x A B."""
+        return self.alpha / self.lora_rank
+
+    @property
+    def full(self):
+        """Everything trains: the original's fine-tuning."""
+        return not (self.lora or self.train_layers or self.freeze_embeddings)
+
+    @property
+    def frozen_table(self):
+        return self.lora or self.train_layers is not None or self.freeze_embeddings
+
+    @property
+    def special_rows(self):
+        """Whether a frozen table's special-token rows train (as a variable of their own)."""
+        return self.frozen_table and not self.freeze_embeddings
+
+    def trained_layers(self, n_layer):
+        """The blocks that train (with LoRA: that get adapters), bottom first."""
+        return range(n_layer - (self.train_layers or n_layer), n_layer)
+
+    def check(self, cfg):
+        """Refuse what the network of `cfg` (a ModelConfig) cannot take: more layers than it has, a rank above a weight's side."""
+        if self.train_layers is not None and self.train_layers > cfg.n_layer:
+            raise ConfigError(f"train_layers {self.train_layers} is more than the model's {cfg.n_layer} layers")
+        for name in self.lora_targets if self.lora else ():
+            side = min(arrays.lora_target(name).shape({"n_embd": cfg.n_embd})[1:])
+            if self.lora_rank > side:
+                raise ConfigError(f"LoRA rank {self.lora_rank} is larger than {name}'s smaller side ({side}: "
+                                  f"n_embd {cfg.n_embd})")
+
+
 def check_compatible(model_cfg, step_cfg):
     """Refuse a model and step configuration that contradict each other."""
     if step_cfg.exact and model_cfg.compute_dtype != "float32":

@@ -5,6 +5,7 @@ Only layers that own weights are layers; the arithmetic lives in `gpt1_tf.networ
 Dropout takes an explicit stateless `seed` ([2] int32 tensor or None): None means no dropout.
 """
 import dataclasses
+import math
 
 import keras
 import tensorflow as tf
@@ -86,11 +87,48 @@ class Conv1D(_Layer):
     def __init__(self, nf, rf=1, **kwargs):
         super().__init__(**kwargs)
         self.nf, self.rf = nf, rf
+        self.lora_rank = self.lora_scale = None
 
     def build(self, input_shape):
         nx = input_shape[-1]
         self.w = self.add_weight(name="w", shape=(self.rf, nx, self.nf), initializer=normal_init())
         self.b = self.add_weight(name="b", shape=(self.nf,), initializer="zeros")
+
+    def enable_lora(self, rank, alpha=None):
+        """LoRA (Keras's `Dense.enable_lora`, PEFT's initialisation): `w` and `b` frozen, x W + b + (alpha / rank) x A B.
+
+        A `lora_kernel_a` [nx, rank] ~ U(+-1/sqrt(nx)) (PEFT's kaiming_uniform(a=sqrt(5)) of lora_A),
+        B `lora_kernel_b` [rank, nf] zeros: right after this the outputs are the base layer's exactly.
+        """
+        if self.rf != 1:
+            raise ValueError("LoRA adapts the 1x1 conv (a matmul) only")
+        if self.lora_rank is not None:
+            raise ValueError(f"{self.name}: LoRA is enabled already")
+        nx = self.w.shape[1]
+        self.w.trainable = self.b.trainable = False
+        self.lora_rank, self.lora_scale = rank, (rank if alpha is None else alpha) / rank
+        bound = 1 / math.sqrt(nx)
+        self._tracker.unlock()  # a built layer's state is locked (Keras's Dense.enable_lora unlocks it too)
+        self.lora_kernel_a = self.add_weight(name="lora_kernel_a", shape=(nx, rank),
+                                             initializer=keras.initializers.RandomUniform(-bound, bound))
+        self.lora_kernel_b = self.add_weight(name="lora_kernel_b", shape=(rank, self.nf), initializer="zeros")
+        self._tracker.lock()
+
+    def merged_w(self):
+        """The weight the layer computes with: w, or w + (alpha / rank) A B with LoRA ([rf, nx, nf], float32)."""
+        if self.lora_rank is None:
+            return self.w
+        return self.w + self.lora_scale * tf.matmul(self.lora_kernel_a, self.lora_kernel_b)[None]
+
+    def save_own_variables(self, store):
+        """A saved model stores the merged weight (keras-hub's convention): it loads into a layer without LoRA."""
+        store["0"], store["1"] = tf.convert_to_tensor(self.merged_w()), self.b
+
+    def load_own_variables(self, store):
+        self.w.assign(store["0"])
+        self.b.assign(store["1"])
+        if self.lora_rank is not None:  # the merged weight is in w now
+            self.lora_kernel_b.assign(tf.zeros_like(self.lora_kernel_b))
 
     def call(self, x):
         if self.rf == 1:
@@ -98,7 +136,11 @@ class Conv1D(_Layer):
             x_shape = ops.shape_list(x)
             nx = x_shape[-1]
             w, b = ops.to_dtype(self.w, x.dtype), ops.to_dtype(self.b, x.dtype)
-            c = tf.matmul(tf.reshape(x, [-1, nx]), tf.reshape(w, [-1, self.nf])) + b
+            x2 = tf.reshape(x, [-1, nx])
+            c = tf.matmul(x2, tf.reshape(w, [-1, self.nf])) + b
+            if self.lora_rank is not None:  # x A B: two thin matmuls, no [nx, nf] product
+                a, b2 = ops.to_dtype(self.lora_kernel_a, x.dtype), ops.to_dtype(self.lora_kernel_b, x.dtype)
+                c = c + tf.matmul(tf.matmul(x2, a), b2) * tf.constant(self.lora_scale, x.dtype)
             return tf.reshape(c, x_shape[:-1] + [self.nf])
         # a real 1-D convolution (the original notes it was used to train the LM)
         return tf.nn.conv1d(x, ops.to_dtype(self.w, x.dtype), stride=1, padding="VALID") + ops.to_dtype(self.b, x.dtype)

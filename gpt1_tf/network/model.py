@@ -10,7 +10,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from gpt1_tf.network import arrays, ops, packing, tokens
+from gpt1_tf.network import arrays, lora, ops, packing, tokens
 from gpt1_tf.errors import ConfigError
 from gpt1_tf.network.config import ModelConfig
 from gpt1_tf.network.heads import LM_HEADS, make_head, pooled
@@ -46,6 +46,8 @@ class Transformer(keras.layers.Layer):
         super().__init__(**kwargs)
         self.cfg = cfg if isinstance(cfg, ModelConfig) else ModelConfig(**cfg)
         self.blocks = [Block(self.cfg, name=arrays.layer_scope(i)) for i in range(self.cfg.n_layer)]
+        self.special = None  # a frozen table's trained special-token rows (`gpt1_tf.network.lora`)
+        self.tuning = None  # the `TuningConfig` that `lora.adapt` applied (None: nothing frozen)
         for i, block in enumerate(self.blocks):
             # also as attributes: TF checkpoints then key them .../h0/..., as the original's scopes
             setattr(self, arrays.layer_scope(i), block)
@@ -71,6 +73,45 @@ class Transformer(keras.layers.Layer):
         return [arrays.walk(self, a.path) for a in arrays.MODEL_FIRST] + [
             p for block in self.blocks for p in arrays.layer_params(block)]
 
+    def merged_in_order(self):
+        """`params_in_order` as the body computes with them: LoRA and the special rows merged (`lora.merged_in_order`)."""
+        return lora.merged_in_order(self) if self.special is not None or lora.adapted_layers(self) else (
+            self.params_in_order())
+
+    def add_special_rows(self):
+        """The special-token rows as a trained variable of their own, `special` (the table `we` frozen: `lora.adapt`)."""
+        cfg = self.cfg
+        self._tracker.unlock()  # a built layer's state is locked (Keras's Dense.enable_lora unlocks it too)
+        self.special = keras.Variable(self.we[cfg.n_vocab:cfg.n_vocab + cfg.n_special], name="special",
+                                      dtype="float32")
+        self._tracker.lock()
+
+    def save_own_variables(self, store):
+        """A saved model stores the table with its special rows in place: it loads into a body without them apart."""
+        store["0"] = tf.convert_to_tensor(self.table())
+
+    def load_own_variables(self, store):
+        self.we.assign(store["0"])
+        self.special_rows_from_table()
+
+    def set_special_rows(self, rows):
+        """The special-token rows [n_special, n_embd] into the table (and `special`)."""
+        at = tf.range(self.cfg.n_vocab, self.cfg.n_vocab + self.cfg.n_special)[:, None]
+        self.we.assign(tf.tensor_scatter_nd_update(self.we, at, tf.convert_to_tensor(rows, tf.float32)))
+        self.special_rows_from_table()
+
+    def special_rows_from_table(self):
+        """`special` = the table's special rows (after the table was assigned whole); nothing without `special`."""
+        if self.special is not None:
+            self.special.assign(self.we[self.cfg.n_vocab:self.cfg.n_vocab + self.cfg.n_special])
+
+    def table(self):
+        """The embedding table the body computes with: `we`, with the `special` rows in place when they train apart."""
+        if self.special is None:
+            return self.we
+        v, s = self.cfg.n_vocab, self.cfg.n_special
+        return tf.concat([self.we[:v], self.special, self.we[v + s:]], 0)
+
     def hidden(self, X, M=None, seed=None, pool=None, packed=False, K=1, recompute=False):
         """Hidden states [S, T, n_embd] of X [S, T, 2], and the (dropped-out) table `we`.
 
@@ -84,7 +125,7 @@ class Transformer(keras.layers.Layer):
         """
         cfg = self.cfg
         # embedding dropout on the table itself, as the original: the tied LM head sees it too
-        we = ops.dropout(self.we, cfg.embd_pdrop, site_seed(seed, _SITE_EMBD))
+        we = ops.dropout(self.table(), cfg.embd_pdrop, site_seed(seed, _SITE_EMBD))
         if not packed:
             h = ops.to_dtype(tf.reduce_sum(tf.gather(we, X), 2), cfg.compute_dtype)  # token + position rows
             return self._blocks(h, seed, pool, recompute=recompute), we
@@ -111,7 +152,7 @@ class Transformer(keras.layers.Layer):
         before (`Block` with a cache), so one new token costs one position's pass. The states equal
         `hidden`'s at those positions. S > 1 at index 0 only: the prompt, then one token a call.
         """
-        cfg, we = self.cfg, self.we
+        cfg, we = self.cfg, self.table()
         rows = tokens.position_id(cfg.n_vocab, cache_update_index + tf.range(tf.shape(ids)[1]), cfg.n_special)
         h = ops.to_dtype(tf.gather(we, ids) + tf.gather(we, rows)[None], cfg.compute_dtype)  # token + position rows
         new = []
@@ -170,9 +211,20 @@ class TransformerModel(keras.Model):
 
     def params_in_order(self):
         """Variables in the original order (`gpt1_tf.network.arrays`): we; each block's arrays; clf/w, clf/b."""
-        params = self.transformer.params_in_order() + [arrays.walk(self, a.path) for a in arrays.MODEL_LAST]
+        params = self.transformer.params_in_order() + self.head_params()
         assert len(params) == self.cfg.n_params_arrays
         return params
+
+    def head_params(self):
+        return [arrays.walk(self, a.path) for a in arrays.MODEL_LAST]
+
+    def merged_in_order(self):
+        """`params_in_order` as the model computes with them (LoRA merged: `lora.merged_in_order`): best_params.jl's."""
+        return self.transformer.merged_in_order() + self.head_params()
+
+    def trained_in_order(self):
+        """The variables fine-tuning trains: all of `params_in_order` unless `lora.adapt` froze some; the head always."""
+        return lora.trained_in_order(self.transformer) + self.head_params()
 
     def call(self, X, M, Y=None, training=False, seed=None, compute_lm=True, lm_head="masked",
              packed=False, pool_only=False, recompute=False):

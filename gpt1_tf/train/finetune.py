@@ -16,7 +16,7 @@ import numpy as np
 from gpt1_tf.data.inputs import DataConfig
 from gpt1_tf.errors import Gpt1Error
 from gpt1_tf.files import atomic_write, check_output_folder
-from gpt1_tf.network.config import ModelConfig, OptConfig, StepConfig
+from gpt1_tf.network.config import ModelConfig, OptConfig, StepConfig, TuningConfig
 from gpt1_tf.train import checkpoints, logs, throughput
 from gpt1_tf.train.core import RunCore
 from gpt1_tf.train.interrupts import StopOnInterrupt
@@ -30,7 +30,8 @@ class RunConfig:
     """One fine-tuning run, as train.py's flags describe it (built and checked by `gpt1_tf.cli.train`).
 
     model: the network (its n_vocab, n_ctx and head are the data's: `train` sets them); opt: the
-    optimizer (`train` sets t_total); step: the tower step; data: what is read. command_line: every
+    optimizer (`train` sets t_total); step: the tower step; data: what is read; tuning: which
+    parameters train (LoRA, partial fine-tuning; lora_from: adapters to start from). command_line: every
     flag as given, which the log's first record and the checkpoints keep (a --resume must repeat
     them). The rest are train.py's flags of the same names (README: Flags).
     """
@@ -38,6 +39,7 @@ class RunConfig:
     opt: OptConfig
     step: StepConfig
     data: DataConfig
+    tuning: TuningConfig
     command_line: dict
     desc: str
     model_dir: str
@@ -59,6 +61,7 @@ class RunConfig:
     stop_after_updates: int | None
     nan_policy: str
     deterministic: bool
+    lora_from: str | None = None
 
 
 def train(cfg):
@@ -79,10 +82,16 @@ def train(cfg):
     run = Run(cfg, data)  # output locations checked, nothing written yet
     init = initial_params(cfg, weights, model_cfg)
     trainer, towers_note = build_trainer(cfg, model_cfg, opt_cfg)
-    for p, a in zip(trainer.params, init):
+    for p, a in zip(trainer.model.params_in_order(), init):
         p.assign(a)
+    trainer.model.transformer.special_rows_from_table()  # a frozen table's trained rows (LoRA): the pretrained ones
     del init, weights  # the pretrained arrays (~0.5 GB each) are in the variables now
+    if cfg.lora_from and not cfg.resume:  # resumed: the checkpoint holds them
+        from gpt1_tf.weights import peft
+        peft.load(trainer.model, cfg.lora_from, base=run.base_fingerprint(trainer.model))
     print(towers_note)
+    if not cfg.tuning.full:
+        print(tuning_note(cfg.tuning, trainer))
     if bf16_note and "GPU" not in trainer.strategy.extended.worker_devices[0].upper():
         print(bf16_note)
     print(f"{data.task} ({data.task_format}), n_ctx {model_cfg.n_ctx}, {len(train_split.Y)} train / "
@@ -204,8 +213,20 @@ def build_trainer(cfg, model_cfg, opt_cfg):
     if not cfg.step.exact:
         tune_malloc()
     trainer = Trainer(model_cfg, opt_cfg, cfg.step, strategy=strategy, lm_coef=cfg.lm_coef,
-                      seed=cfg.seed, n_towers=cfg.n_gpu)
+                      seed=cfg.seed, n_towers=cfg.n_gpu, tuning=cfg.tuning)
     return trainer, towers_note
+
+
+def tuning_note(tuning, trainer):
+    """The line that says what trains under LoRA or partial fine-tuning, and how much of the model that is."""
+    from gpt1_tf.network import lora
+    n_trained, n_all = lora.n_values(trainer.params), lora.n_values(trainer.model.params_in_order())
+    layers = tuning.trained_layers(trainer.cfg.n_layer)
+    where = f"h{layers[0]}..h{layers[-1]}" if len(layers) > 1 else f"h{layers[0]}"
+    what = [f"LoRA rank {tuning.lora_rank} (alpha {tuning.alpha:g}) on {', '.join(tuning.lora_targets)} of {where}"
+            if tuning.lora else f"layers {where}", *(["the table"] if not tuning.frozen_table else []),
+            *(["the special-token rows"] if tuning.special_rows else []), "the head"]
+    return f"training {', '.join(what)}: {n_trained:,} of {n_all:,} parameters ({100 * n_trained / n_all:.2f}%)"
 
 
 class Run(RunCore):
@@ -222,10 +243,13 @@ class Run(RunCore):
         for path, flag in ((run_dir, "--save_dir"), (self.tensorboard_dir, "--log_dir")) + (
                 ((cfg.submission_dir, "--submission_dir"),) if cfg.submit else ()):
             check_output_folder(path, flag)
-        for path in (self.log_path, self.params_path, *self.submission_paths):
+        from gpt1_tf.weights import peft
+        self.adapter_paths = [os.path.join(run_dir, name) for name in peft.FILES] if cfg.tuning.lora else []
+        for path in (self.log_path, self.params_path, *self.submission_paths, *self.adapter_paths):
             if os.path.isdir(path):
                 raise Gpt1Error(f"{path}: is a folder; the run writes a file there")
         self.best_score, self.n_skipped = 0.0, 0
+        self._base = None
         self.last_scores = {}  # the latest evaluation's validation scores, for the progress bar
         self.meter = None
 
@@ -347,9 +371,21 @@ class Run(RunCore):
                     rng_state=checkpoints.rng_to_json(np.random.get_state()))
 
     def save_params(self):
+        """best_params.jl, merged (LoRA's W + alpha/r A B); with LoRA the adapters alone beside it, in PEFT's format."""
         # views, not copies: writing the file adds no memory at the run's peak
         model = self.trainer.model
         pretrained.save_params(self.params_path, pretrained.get_params(model, copy=False), model.cfg)
+        if self.adapter_paths:
+            from gpt1_tf.weights import peft
+            peft.write(self.run_dir, model, self.cfg.tuning, base=self.base_fingerprint(),
+                       base_path=self.cfg.model_dir if self.cfg.n_transfer >= 0 else None)
+
+    def base_fingerprint(self, model=None):
+        """The fingerprint of the base weights LoRA adapts (`weights.peft`), taken once, before any merge."""
+        if self._base is None:
+            from gpt1_tf.weights import peft
+            self._base = peft.fingerprint(model or self.trainer.model)
+        return self._base
 
     def load_best_params(self):
         pretrained.restore_params(self.trainer.model, self.params_path)
@@ -370,7 +406,8 @@ class Run(RunCore):
 
     def remove_stale_temp_files(self):
         """`.tmp` files a killed atomic write left next to this run's outputs (never read)."""
-        for path in (self.log_path, self.params_path, pretrained.head_path(self.params_path), *self.submission_paths):
+        for path in (self.log_path, self.params_path, pretrained.head_path(self.params_path), *self.submission_paths,
+                     *self.adapter_paths):
             directory, base = os.path.split(path)
             if os.path.isdir(directory or "."):
                 for name in os.listdir(directory or "."):

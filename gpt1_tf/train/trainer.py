@@ -94,6 +94,15 @@ class DynamicLossScale(tf.Module):
             self.good_steps.assign(0)
 
 
+def tuned_params(model, tuning):
+    """The variables a Trainer trains: `tuning` (a `TuningConfig`, None: as the model is) applied, then
+    `model.trained_in_order()`: every parameter in the original order unless some are frozen (`network.lora`)."""
+    if tuning is not None:
+        from gpt1_tf.network import lora
+        lora.adapt(model.transformer, tuning)
+    return model.trained_in_order()
+
+
 class Trainer(TrainerCore):
     """The compiled train/eval steps on a strategy's towers, over the trainer core (model, Adam, the update).
 
@@ -106,10 +115,13 @@ class Trainer(TrainerCore):
     name order, so sums run in the original's order. `model_cfg.compute_dtype` "bfloat16" or
     "float16" is mixed precision; float16 adds dynamic loss scaling (`self.loss_scale`).
     `model`: a `TransformerModel` of `model_cfg` built under `strategy` to train (a task model's,
-    `gpt1_tf.models.tasks`); None: the Trainer builds its own, as train.py's.
+    `gpt1_tf.models.tasks`); None: the Trainer builds its own, as train.py's. `tuning` (a
+    `TuningConfig`): LoRA or partial fine-tuning applied to the model (`network.lora.adapt`); the
+    step then differentiates and updates only the variables that train (`self.params`).
     """
 
-    def __init__(self, model_cfg, opt_cfg, step_cfg=None, *, strategy, lm_coef, seed=42, n_towers=None, model=None):
+    def __init__(self, model_cfg, opt_cfg, step_cfg=None, *, strategy, lm_coef, seed=42, n_towers=None, model=None,
+                 tuning=None):
         step_cfg = step_cfg or StepConfig()
         check_compatible(model_cfg, step_cfg)
         replicas = strategy.num_replicas_in_sync
@@ -120,7 +132,7 @@ class Trainer(TrainerCore):
         if fused_apply and replicas > 1:
             # XLA compiles the update for one device; mirrored variables live on several
             raise ConfigError(f"fused_apply (the XLA-compiled Adam update) runs on one device, not {replicas}")
-        super().__init__(model_cfg, opt_cfg, strategy, seed, trained=lambda model: model.params_in_order(),
+        super().__init__(model_cfg, opt_cfg, strategy, seed, trained=lambda model: tuned_params(model, tuning),
                          jit_apply=fused_apply or None, model=model)
         self.step_cfg, self.lm_coef = step_cfg, lm_coef
         self.loss_scale = DynamicLossScale() if model_cfg.compute_dtype == "float16" else None
@@ -154,7 +166,8 @@ class Trainer(TrainerCore):
         # tf.gradients, not a GradientTape: it names the gradient ops as TF1 did, and Grappler
         # orders the inputs of commutative sums (AddN) by name, so the sums of the layer-norm
         # and gelu gradients run in the original's order
-        grads = [tf.convert_to_tensor(g) for g in tf.gradients(loss, self.params)]  # dense, as the original's
+        grads = [tf.zeros_like(p) if g is None else tf.convert_to_tensor(g)  # dense, as the original's
+                 for p, g in zip(self.params, tf.gradients(loss, self.params))]
         if self.loss_scale is not None:
             grads = [g / loss_scale for g in grads]  # float32, as the parameters
         return grads, clf_losses

@@ -53,15 +53,15 @@ def _describe(head):
 
 
 def get_params(model, copy=True):
-    """The model's parameters as NumPy arrays in the original order.
+    """The model's parameters as NumPy arrays in the original order, LoRA merged (`merged_in_order`).
 
     `copy=False`: read-only views of the variables' current buffers, no memory added (an update
     after this writes new buffers, so the views keep these values); for writing them out.
     """
     if not copy:
         import tensorflow as tf  # the model's own, already imported
-        return [np.asarray(tf.convert_to_tensor(p)) for p in model.params_in_order()]
-    return [np.asarray(p.numpy()) for p in model.params_in_order()]
+        return [np.asarray(tf.convert_to_tensor(p)) for p in model.merged_in_order()]
+    return [np.asarray(p.numpy()) for p in model.merged_in_order()]
 
 
 def check_params(arrays, cfg, source, *, missing_head=None, release=False):
@@ -112,6 +112,7 @@ def set_params(model, arrays, source="params"):
     check_params(arrays, model.cfg, source)
     for p, a in zip(model.params_in_order(), arrays):
         p.assign(np.asarray(a, dtype=np.float32))
+    _merged_assigned(model)
 
 
 def save_params(path, arrays, cfg=None):
@@ -138,6 +139,13 @@ def restore_params(model, path):
         for start, stop, rows in row_blocks(arrays[i]):
             _assign_rows(p, start, stop, rows.astype(np.float32, copy=False))
         arrays[i] = None  # unmapped now, not all at the end
+    _merged_assigned(model)
+
+
+def _merged_assigned(model):
+    """Merged arrays (LoRA's W + s A B, the special rows) are in the base variables now: the adapters add nothing more."""
+    from gpt1_tf.network import lora
+    lora.clear_adapters(getattr(model, "transformer", model))
 
 
 def _assign_rows(variable, start, stop, rows):
