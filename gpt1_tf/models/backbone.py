@@ -13,7 +13,8 @@ import tensorflow as tf
 from gpt1_tf.data.text_utils import DEFAULT_BPE_PATH, DEFAULT_ENCODER_PATH
 from gpt1_tf.errors import ConfigError
 from gpt1_tf.models import embeddings, presets
-from gpt1_tf.network.config import ModelConfig
+from gpt1_tf.network import arrays, lora
+from gpt1_tf.network.config import ModelConfig, TuningConfig
 from gpt1_tf.network.model import Transformer, with_positions
 from gpt1_tf.weights import formats, pretrained
 from gpt1_tf.weights.convert import from_body, model_config, to_params
@@ -93,6 +94,25 @@ class GPT1Backbone(keras.Model):
         Batched texts give what each gives alone; a text longer than the positions is refused.
         """
         return embeddings.embed(self, texts, pooling=pooling, tokenizer=tokenizer, batch_size=batch_size)
+
+    def enable_lora(self, rank, lora_alpha=None, target_names=arrays.LORA_DEFAULT_TARGETS, train_layers=None,
+                    freeze_embeddings=False):
+        """LoRA, as keras-hub's `backbone.enable_lora(rank)`: the body frozen, A and B beside each target weight.
+
+        `network.lora.adapt` with a `TuningConfig` of these arguments: `lora_alpha` None is the rank
+        (x W + alpha/r x A B, B zero: the outputs are the base's until it trains); `target_names` of
+        c_attn, c_proj (attention's), c_fc, mlp/c_proj; `train_layers`: only the top K blocks get
+        adapters; the special-token rows train apart unless `freeze_embeddings`. A task model's `fit`
+        then trains the adapters, those rows and its head; `save` stores the merged weights, and the
+        task model's `save_lora_weights` the adapters alone. A bad rank or name: one line, ConfigError.
+        """
+        if rank is None:
+            raise ConfigError("enable_lora needs a rank (an integer >= 1)")
+        targets = (target_names,) if isinstance(target_names, str) else target_names
+        tuning = TuningConfig(lora_rank=rank, lora_alpha=lora_alpha, lora_targets=targets,
+                              train_layers=train_layers, freeze_embeddings=freeze_embeddings)
+        with self.distribute_strategy.scope():  # the adapters' variables where the body's are (mirrored, say)
+            lora.adapt(self.transformer, tuning)
 
     def get_config(self):
         return {**super().get_config(), **arguments_of(self.cfg)}

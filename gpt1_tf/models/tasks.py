@@ -42,6 +42,13 @@ weights; with an integer save_freq Keras restarts the saved epoch from its first
 saved mid-epoch (Keras's behaviour), which is not the uninterrupted run. A whole-model `.keras`
 save (ModelCheckpoint without save_weights_only) is not supported: the task models have no
 `get_config`; save the backbone (`save_to_preset`) and the weights instead.
+
+LoRA (keras-hub's): after `backbone.enable_lora(rank)` (`network.lora.adapt` on the shared body),
+the Trainer's variables are the network's `trained_in_order()`: A and B of each adapted weight,
+the special-token rows and the head. `save_lora_weights` writes them as a PEFT adapter folder
+(`weights.peft`), `load_lora_weights` reads one back onto the same base and LoRA layout. A Keras
+weights file (`save_weights`, the checkpoint callbacks) holds the merged weights (`layers.Conv1D`);
+loaded into a LoRA model they go into its base, B zero.
 """
 import dataclasses
 import math
@@ -51,13 +58,14 @@ import numpy as np
 import tensorflow as tf
 
 from gpt1_tf.errors import ConfigError, DataError, Gpt1Error
+from gpt1_tf.files import atomic_folder
 from gpt1_tf.models import presets
 from gpt1_tf.models.backbone import GPT1Backbone
 from gpt1_tf.models.preprocessor import GPT1Preprocessor
 from gpt1_tf.network.config import OptConfig, StepConfig
 from gpt1_tf.network.model import TransformerModel
 from gpt1_tf.train.trainer import APPLIED, Trainer
-from gpt1_tf.weights import pretrained
+from gpt1_tf.weights import peft, pretrained
 
 BATCH_SIZE = 32  # fit's default: Keras's, and the paper's global batch (train.py's 4 towers x 8)
 
@@ -155,6 +163,38 @@ class GPT1Task(keras.Model):
                 raise DataError(preset, f"its classifier has shape {array.shape}, this model's {tuple(variable.shape)}")
             variable.assign(np.asarray(array, np.float32))
         return True
+
+    # --- LoRA adapters alone (PEFT's folder) ---------------------------------------------------
+    def _lora_tuning(self):
+        """The backbone's LoRA (`TuningConfig`, after `backbone.enable_lora`); ConfigError without one."""
+        tuning = self.backbone.transformer.tuning
+        if tuning is None or not tuning.lora:
+            raise ConfigError("this model has no LoRA adapters: call backbone.enable_lora(rank) first")
+        return tuning
+
+    def save_lora_weights(self, folder):
+        """The adapters alone as a PEFT adapter folder (`weights.peft`): A and B, the special-token rows, the head.
+
+        `folder` must be new, empty or an earlier adapter folder; written whole or not at all.
+        `peft.PeftModel.from_pretrained` reads it onto `OpenAIGPTDoubleHeadsModel` (embeddings resized
+        to n_vocab + 3 first); `load_lora_weights` onto this base with the same LoRA.
+        """
+        tuning = self._lora_tuning()
+        with atomic_folder(folder, earlier=peft.FILES, flag="save_lora_weights") as tmp:
+            peft.write(tmp, self.network, tuning, base=peft.fingerprint(self.network))
+
+    def load_lora_weights(self, folder):
+        """A folder of `save_lora_weights` (or PEFT's) into this model: its LoRA layout and base must be this model's.
+
+        The layout (rank, alpha, targets, adapted layers: `backbone.enable_lora`'s arguments) and the
+        base weights it was trained on (a fingerprint) are checked before anything is assigned: one line.
+        """
+        tuning, adapter = self._lora_tuning(), peft.read_tuning(folder)
+        if _lora_layout(adapter) != _lora_layout(tuning):
+            raise ConfigError(f"{folder}: its adapters are {_describe_lora(adapter)}, this model's "
+                              f"{_describe_lora(tuning)}")
+        peft.check_layers(folder, tuning, self.cfg)
+        peft.load(self.network, folder, base=peft.fingerprint(self.network))
 
     # --- the recipe and the step --------------------------------------------------------------
     def compile(self, opt=None, *, step=None, lm_coef=0.5, seed=42, n_towers=None):
@@ -280,6 +320,15 @@ class GPT1Task(keras.Model):
             X, M = self.preprocessor(x)
             x = {"X": X, "M": M}
         return super().predict(x, batch_size=batch_size, verbose=verbose, callbacks=callbacks)
+
+
+def _lora_layout(tuning):
+    return tuning.lora_rank, tuning.alpha, tuning.lora_targets, tuning.train_layers
+
+
+def _describe_lora(tuning):
+    layers = "every layer" if tuning.train_layers is None else f"the top {tuning.train_layers} layers"
+    return f"rank {tuning.lora_rank} (alpha {tuning.alpha:g}) on {', '.join(tuning.lora_targets)} of {layers}"
 
 
 def check_preprocessor(preprocessor, cfg):

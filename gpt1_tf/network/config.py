@@ -7,6 +7,7 @@ its defaults from them) and the validation of what they hold.
 """
 import dataclasses
 import math
+import numbers
 
 from gpt1_tf.network import arrays, tokens
 from gpt1_tf.errors import ConfigError
@@ -226,6 +227,10 @@ class TuningConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
+        for name in ("lora_rank", "train_layers"):  # sizes of variables and ranges: 2.5 would fail far from here
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
         if self.lora_rank is not None and self.lora_rank < 1:
             raise ConfigError(f"the LoRA rank must be at least 1, got {self.lora_rank}")
         if self.lora_rank is None and self.lora_alpha is not None:

@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from gpt1_tf.errors import ConfigError
 from gpt1_tf.network import arrays
 
 
@@ -37,7 +38,7 @@ def adapt(body, tuning):
     if tuning.full:
         return
     if adapted_layers(body) or body.special is not None:
-        raise ValueError("the body is adapted already")
+        raise ConfigError("the body is adapted already (LoRA or partial fine-tuning is enabled once)")
     trained = set(tuning.trained_layers(body.cfg.n_layer))
     body.we.trainable = not tuning.frozen_table
     for i, block in enumerate(body.blocks):

@@ -4,7 +4,7 @@ What `peft.PeftModel.from_pretrained(OpenAIGPTDoubleHeadsModel..., folder)` read
 - each adapted weight's `lora_A.weight` [r, n_in] and `lora_B.weight` [n_out, r] under
   `base_model.model.transformer.h.{i}.<module>` (ours transposed: A [n_in, r], B [r, n_out]);
   `fan_in_fan_out` true (GPT's Conv1D weights are [n_in, n_out]); `target_modules` the modules'
-  names (`attn.c_attn`, ...), `layers_to_transform` the adapted layers (None: all), pattern `h`;
+  names (`attn.c_attn`, ...), `layers_to_transform` the adapted layers (None: all) with pattern `h`;
 - the special-token rows as PEFT's trainable tokens (`trainable_token_indices`): the 3 rows GPT-1
   adds to the vocabulary, which the published base lacks (a PEFT user resizes its embeddings to
   40,481 rows first); written whether they trained or not: they are the run's;
@@ -66,7 +66,9 @@ def config_of(tuning, cfg, base_path=None):
     return {"peft_type": "LORA", "task_type": None, "base_model_name_or_path": base_path, "r": tuning.lora_rank,
             "lora_alpha": tuning.alpha, "lora_dropout": 0.0, "fan_in_fan_out": True, "bias": "none",
             "target_modules": [MODULES[t] for t in tuning.lora_targets],
-            "layers_to_transform": None if tuning.train_layers is None else layers, "layers_pattern": "h",
+            # PEFT (0.21) refuses a layers_pattern without layers_to_transform: both or neither
+            "layers_to_transform": None if tuning.train_layers is None else layers,
+            "layers_pattern": None if tuning.train_layers is None else "h",
             "modules_to_save": [module], "trainable_token_indices": {
                 "tokens_embed": list(range(cfg.n_vocab, cfg.n_vocab + cfg.n_special))},
             "init_lora_weights": True, "inference_mode": True, "use_rslora": False, "use_dora": False,
