@@ -119,10 +119,9 @@ def validate_tuning(args):
             args.lora_rank, args.lora_alpha, args.lora_targets = adapter.lora_rank, adapter.alpha, list(adapter.lora_targets)
             args.train_layers = adapter.train_layers if args.train_layers is None else args.train_layers
         tuning = tuning_config(args)
-        if (adapter.lora_rank, adapter.alpha, adapter.lora_targets, adapter.train_layers) != (
-                tuning.lora_rank, tuning.alpha, tuning.lora_targets, tuning.train_layers):
-            raise Gpt1Error(f"--lora_from {args.lora_from}: its adapters are {describe_lora(adapter)}, this run's flags "
-                            f"ask for {describe_lora(tuning)}")
+        if adapter.lora_layout != tuning.lora_layout:
+            raise Gpt1Error(f"--lora_from {args.lora_from}: its adapters are {adapter.describe_lora()}, this run's "
+                            f"flags ask for {tuning.describe_lora()}")
     try:
         tuning = tuning_config(args)
         tuning.check(model_config(args))
@@ -130,11 +129,6 @@ def validate_tuning(args):
         raise Gpt1Error(str(err)) from None
     if args.lora_from:
         peft.check_layers(args.lora_from, tuning, model_config(args))
-
-
-def describe_lora(tuning):
-    layers = "every layer" if tuning.train_layers is None else f"the top {tuning.train_layers} layers"
-    return f"rank {tuning.lora_rank} (alpha {tuning.alpha:g}) on {', '.join(tuning.lora_targets)} of {layers}"
 
 
 def _names(value):

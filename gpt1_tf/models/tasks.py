@@ -190,9 +190,9 @@ class GPT1Task(keras.Model):
         base weights it was trained on (a fingerprint) are checked before anything is assigned: one line.
         """
         tuning, adapter = self._lora_tuning(), peft.read_tuning(folder)
-        if _lora_layout(adapter) != _lora_layout(tuning):
-            raise ConfigError(f"{folder}: its adapters are {_describe_lora(adapter)}, this model's "
-                              f"{_describe_lora(tuning)}")
+        if adapter.lora_layout != tuning.lora_layout:
+            raise ConfigError(f"{folder}: its adapters are {adapter.describe_lora()}, this model's "
+                              f"{tuning.describe_lora()}")
         peft.check_layers(folder, tuning, self.cfg)
         peft.load(self.network, folder, base=peft.fingerprint(self.network))
 
@@ -320,15 +320,6 @@ class GPT1Task(keras.Model):
             X, M = self.preprocessor(x)
             x = {"X": X, "M": M}
         return super().predict(x, batch_size=batch_size, verbose=verbose, callbacks=callbacks)
-
-
-def _lora_layout(tuning):
-    return tuning.lora_rank, tuning.alpha, tuning.lora_targets, tuning.train_layers
-
-
-def _describe_lora(tuning):
-    layers = "every layer" if tuning.train_layers is None else f"the top {tuning.train_layers} layers"
-    return f"rank {tuning.lora_rank} (alpha {tuning.alpha:g}) on {', '.join(tuning.lora_targets)} of {layers}"
 
 
 def check_preprocessor(preprocessor, cfg):

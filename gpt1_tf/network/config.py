@@ -275,6 +275,15 @@ class TuningConfig:
         """Whether a frozen table's special-token rows train (as a variable of their own)."""
         return self.frozen_table and not self.freeze_embeddings
 
+    @property
+    def lora_layout(self):
+        """What adapters must agree on to load into a model: rank, alpha, targets, adapted layers."""
+        return self.lora_rank, self.alpha, self.lora_targets, self.train_layers
+
+    def describe_lora(self):
+        layers = "every layer" if self.train_layers is None else f"the top {self.train_layers} layers"
+        return f"rank {self.lora_rank} (alpha {self.alpha:g}) on {', '.join(self.lora_targets)} of {layers}"
+
     def trained_layers(self, n_layer):
         """The blocks that train (with LoRA: that get adapters), bottom first."""
         return range(n_layer - (self.train_layers or n_layer), n_layer)
