@@ -103,17 +103,11 @@ def synthetic_sst2_batches(n_steps, n_batch, *, n_ctx=SST2_N_CTX, n_vocab=40478,
 TASKS = {"rocstories": ("multiple_choice", 0), "sst2": ("classification", 2)}  # the head: format, classes
 
 
-def build_parser():
-    p = argparse.ArgumentParser(prog="python benchmarks/bench.py", description=__doc__.split("\n")[0])
+def add_step_flags(p):
+    """The flags of the timed update: the batches, the model's shape, the towers, the step's options (also bench_lora.py's)."""
     p.add_argument("--batches", help="npz with X [S,B,2,n_ctx,2], M [S,B,2,n_ctx], Y [S,B]; else synthetic")
-    p.add_argument("--write_batches", help="write the batches used to this npz (to reuse them elsewhere)")
     p.add_argument("--steps", type=int, default=5, help="timed training updates (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed updates first (tracing, allocation)")
-    p.add_argument("--eval_steps", type=int, default=0, help="timed eval forwards (default: --steps)")
-    p.add_argument("--eval_batch", type=int, default=0,
-                   help="stories per eval forward (default: the global training batch; train.py evaluates and "
-                        "predicts n_batch * n_gpu stories at a time, 32 by default), cut from the batches in order")
-    p.add_argument("--mode", choices=("both", "optimized", "original"), default="both")
     p.add_argument("--task", choices=tuple(TASKS), default="rocstories",
                    help="the synthetic batches and the head: Story Cloze (2 endings) or SST-2 (one sentence)")
     p.add_argument("--n_layer", type=int, default=12)
@@ -140,6 +134,18 @@ def build_parser():
     p.add_argument("--no_malloc_tuning", action="store_true",
                    help="optimized mode: leave glibc malloc as it is (no gpt1_tf.runtime.tune_malloc)")
     p.add_argument("--threads", type=int, default=0, help="intra/inter-op threads (0: TensorFlow's choice)")
+    return p
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python benchmarks/bench.py", description=__doc__.split("\n")[0])
+    add_step_flags(p)
+    p.add_argument("--write_batches", help="write the batches used to this npz (to reuse them elsewhere)")
+    p.add_argument("--eval_steps", type=int, default=0, help="timed eval forwards (default: --steps)")
+    p.add_argument("--eval_batch", type=int, default=0,
+                   help="stories per eval forward (default: the global training batch; train.py evaluates and "
+                        "predicts n_batch * n_gpu stories at a time, 32 by default), cut from the batches in order")
+    p.add_argument("--mode", choices=("both", "optimized", "original"), default="both")
     p.add_argument("--peer", action="store_true",
                    help="with --mode both: also time HuggingFace's PyTorch OpenAIGPTDoubleHeadsModel on the same batches "
                         "(installs CPU torch + transformers into --peer_venv on first use; needs the network then)")
@@ -171,8 +177,8 @@ def eval_batches(X, M, Y, n):
     return tuple(a[:k * n].reshape(k, n, *a.shape[1:]) for a in (X, M, Y))
 
 
-def run_mode(args, mode):
-    """Time one mode in this process; returns a dict of figures."""
+def start_tensorflow(args, mode="optimized"):
+    """TensorFlow with --threads set, and the devices the towers run on: (tf, devices). Once per process, first."""
     from gpt1_tf.runtime import prepare_bfloat16, quiet_tensorflow
     if mode != "original" and args.mixed_precision == "bfloat16":
         prepare_bfloat16()  # as train.py: oneDNN's bfloat16 kernels (before TensorFlow starts)
@@ -181,35 +187,47 @@ def run_mode(args, mode):
         if args.threads:  # before anything initialises TensorFlow's runtime
             tf.config.threading.set_intra_op_parallelism_threads(args.threads)
             tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-        from gpt1_tf.train.devices import make_strategy, setup_towers
+        from gpt1_tf.train.devices import setup_towers
         if args.mirrored:  # the earlier placement: n_gpu logical CPU devices, a replica (and a model copy) each
             tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
                                                        [tf.config.LogicalDeviceConfiguration()] * args.n_gpu)
             devices = [d.name for d in tf.config.list_logical_devices("CPU")]
         else:
             devices, _ = setup_towers(args.n_gpu)
-    from gpt1_tf.network.config import ModelConfig, OptConfig, StepConfig
-    from gpt1_tf.runtime import tune_malloc
-    from gpt1_tf.train.trainer import Trainer
+    return tf, devices
 
-    X, M, Y = load_batches(args)
-    n_ctx = X.shape[3]
+
+def model_config(args, n_ctx, mode="optimized"):
+    """The benchmarked model's `ModelConfig`: the flags' shape, every dropout --pdrop, the task's head."""
+    from gpt1_tf.network.config import ModelConfig
+    return ModelConfig(n_vocab=args.n_vocab, n_ctx=n_ctx, n_embd=args.n_embd, n_head=args.n_head,
+                       n_layer=args.n_layer, embd_pdrop=args.pdrop, attn_pdrop=args.pdrop,
+                       resid_pdrop=args.pdrop, clf_pdrop=args.pdrop,
+                       compute_dtype=(mode != "original" and args.mixed_precision) or "float32",
+                       task_format=TASKS[args.task][0], n_classes=TASKS[args.task][1])
+
+
+def make_trainer(args, mode, n_ctx, devices, tuning=None):
+    """The mode's `Trainer` on `devices` (`tuning`: a `TuningConfig`, LoRA or partial fine-tuning; None: full)."""
+    import tensorflow as tf
+    from gpt1_tf.network.config import OptConfig, StepConfig
+    from gpt1_tf.runtime import tune_malloc
+    from gpt1_tf.train.devices import make_strategy
+    from gpt1_tf.train.trainer import Trainer
     tf.random.set_seed(0)
-    model_cfg = ModelConfig(n_vocab=args.n_vocab, n_ctx=n_ctx, n_embd=args.n_embd, n_head=args.n_head,
-                            n_layer=args.n_layer, embd_pdrop=args.pdrop, attn_pdrop=args.pdrop,
-                            resid_pdrop=args.pdrop, clf_pdrop=args.pdrop,
-                            compute_dtype=(mode != "original" and args.mixed_precision) or "float32",
-                            task_format=TASKS[args.task][0], n_classes=TASKS[args.task][1])
-    opt_cfg = OptConfig(t_total=10_000)
-    original = mode == "original"
-    if original:  # the original's computation, with its float sums in our order (not exact=True)
+    if mode == "original":  # the original's computation, with its float sums in our order (not exact=True)
         step_cfg = StepConfig(trim=False, packed=False, lm_head="full", pool_only_eval=False, fused_apply=False)
     else:  # the mode's own choices; with xla, packed stays None: XLA implies the padded layout
         step_cfg = StepConfig(xla=args.xla, fused_apply=None if args.jit_apply is None else bool(args.jit_apply))
         if not args.no_malloc_tuning:
             tune_malloc()  # before the model's tensors are allocated
-    trainer = Trainer(model_cfg, opt_cfg, step_cfg, strategy=make_strategy(devices), lm_coef=args.lm_coef,
-                      n_towers=args.n_gpu)
+    return Trainer(model_config(args, n_ctx, mode), OptConfig(t_total=10_000), step_cfg, strategy=make_strategy(devices),
+                   lm_coef=args.lm_coef, n_towers=args.n_gpu, tuning=tuning)
+
+
+def time_updates(trainer, X, M, Y, *, warmup, steps):
+    """--warmup untimed then --steps timed updates on the batches X, M, Y [S, ...] (cycled), the i-th on batch i:
+    (wall, gradient, Adam update, CPU) seconds of each timed one."""
     S = len(X)
 
     def timed_train(i):
@@ -224,9 +242,19 @@ def run_mode(args, mode):
         t2 = time.perf_counter()
         return t2 - t0, t1 - t0, t2 - t1, time.process_time() - c0
 
-    for i in range(args.warmup):
+    for i in range(warmup):
         timed_train(i)
-    train = [timed_train(args.warmup + i) for i in range(args.steps)]
+    return [timed_train(warmup + i) for i in range(steps)]
+
+
+def run_mode(args, mode):
+    """Time one mode in this process; returns a dict of figures."""
+    tf, devices = start_tensorflow(args, mode)
+    X, M, Y = load_batches(args)
+    trainer = make_trainer(args, mode, X.shape[3], devices)
+    original = mode == "original"
+    S = len(X)
+    train = time_updates(trainer, X, M, Y, warmup=args.warmup, steps=args.steps)
     step_s = float(np.median([t[0] for t in train]))
     real_tokens = float(np.mean([M[(args.warmup + i) % S].sum() for i in range(args.steps)]))
 
