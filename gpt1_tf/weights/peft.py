@@ -82,7 +82,8 @@ def tensors_of(model):
     for i, target, conv in lora.adapted_layers(body):
         out[lora_key(i, target, "A")] = conv.lora_kernel_a.numpy().T
         out[lora_key(i, target, "B")] = conv.lora_kernel_b.numpy().T
-    out[MODEL + TOKENS_DELTA] = body.table()[cfg.n_vocab:cfg.n_vocab + cfg.n_special].numpy()
+    special = body.special if body.special is not None else body.we[cfg.n_vocab:cfg.n_vocab + cfg.n_special]
+    out[MODEL + TOKENS_DELTA] = special.numpy()
     _, w_key, b_key = _head_keys(cfg)
     out[w_key], out[b_key] = model.clf.w.numpy().T, model.clf.b.numpy()
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
