@@ -141,6 +141,16 @@ class EnableLoraTest(TempDirTest):
         backbone.save_to_preset(self.path("preset"))
         self.assertAllClose(GPT1Backbone.from_preset(self.path("preset"))(IDS).numpy(), adapted, atol=1e-5, rtol=0)
         self.assertAllEqual(backbone(IDS).numpy(), adapted)  # saving merged nothing into the backbone itself
+        # Keras's weights file (ModelCheckpoint, BackupAndRestore): into a LoRA backbone, base and adapters as they were
+        backbone.save_weights(self.path("b.weights.h5"))
+        same = tiny_backbone()
+        same.enable_lora(4, lora_alpha=8, train_layers=1)
+        same.load_weights(self.path("b.weights.h5"))
+        for a, b in zip(backbone.weights, same.weights):
+            self.assertAllEqual(a.numpy(), b.numpy(), msg=a.path)
+        plain = tiny_backbone()  # and into a plain one: the merged weights
+        plain.load_weights(self.path("b.weights.h5"))
+        self.assertAllClose(plain(IDS).numpy(), adapted, atol=1e-5, rtol=0)
 
 
 class TaskLoraTest(TempDirTest):

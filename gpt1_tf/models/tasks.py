@@ -47,8 +47,8 @@ LoRA (keras-hub's): after `backbone.enable_lora(rank)` (`network.lora.adapt` on 
 the Trainer's variables are the network's `trained_in_order()`: A and B of each adapted weight,
 the special-token rows and the head. `save_lora_weights` writes them as a PEFT adapter folder
 (`weights.peft`), `load_lora_weights` reads one back onto the same base and LoRA layout. A Keras
-weights file (`save_weights`, the checkpoint callbacks) holds the merged weights (`layers.Conv1D`);
-loaded into a LoRA model they go into its base, B zero.
+weights file (`save_weights`, the checkpoint callbacks) holds the merged weights, and the base
+weights and adapters apart, which a LoRA model loads back as they were (`layers.Conv1D`).
 """
 import dataclasses
 import math

@@ -121,12 +121,22 @@ class Conv1D(_Layer):
         return self.w + self.lora_scale * tf.matmul(self.lora_kernel_a, self.lora_kernel_b)[None]
 
     def save_own_variables(self, store):
-        """A saved model stores the merged weight (keras-hub's convention): it loads into a layer without LoRA."""
+        """A saved model stores the merged weight (keras-hub's convention): it loads into a layer without LoRA.
+
+        With LoRA, also the base weight and A, B: a LoRA layer loads them back exactly (Keras's
+        checkpoint callbacks, `save_weights` then `load_weights`), not merged into its base.
+        """
         store["0"], store["1"] = tf.convert_to_tensor(self.merged_w()), self.b
+        if self.lora_rank is not None:
+            store["2"], store["3"], store["4"] = self.w, self.lora_kernel_a, self.lora_kernel_b
 
     def load_own_variables(self, store):
-        self.w.assign(store["0"])
         self.b.assign(store["1"])
+        if self.lora_rank is not None and len(store.keys()) == 5:  # a LoRA layer's own, loaded as it was
+            for variable, key in ((self.w, "2"), (self.lora_kernel_a, "3"), (self.lora_kernel_b, "4")):
+                variable.assign(store[key])
+            return
+        self.w.assign(store["0"])
         if self.lora_rank is not None:  # the merged weight is in w now
             self.lora_kernel_b.assign(tf.zeros_like(self.lora_kernel_b))
 

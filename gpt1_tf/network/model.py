@@ -87,10 +87,19 @@ class Transformer(keras.layers.Layer):
         self._tracker.lock()
 
     def save_own_variables(self, store):
-        """A saved model stores the table with its special rows in place: it loads into a body without them apart."""
+        """A saved model stores the table with its special rows in place: it loads into a body without them apart.
+
+        With `special`, also the table and the rows apart: a body with them loads both back exactly.
+        """
         store["0"] = tf.convert_to_tensor(self.table())
+        if self.special is not None:
+            store["1"], store["2"] = self.we, self.special
 
     def load_own_variables(self, store):
+        if self.special is not None and len(store.keys()) == 3:
+            self.we.assign(store["1"])
+            self.special.assign(store["2"])
+            return
         self.we.assign(store["0"])
         self.special_rows_from_table()
 
