@@ -344,6 +344,7 @@ class TrainPyTest(tf.test.TestCase):
                              (["--lora_rank", "4", "--lora_alpha", "nan"], ("--lora_alpha must be a finite",)),
                              (["--lora_from", os.path.join(self.root, "nowhere")], ("not a folder",)),
                              (["--lora_from", adapter, "--lora_rank", "2"], ("its adapters are rank 4", "rank 2")),
+                             (["--lora_from", adapter, "--lora_alpha", "3"], ("(alpha 8)", "(alpha 3)")),
                              (["--lora_from", adapter, "--seed", "5"], ("other base weights",))):
             self.assert_refused(base + extra, *words)
 

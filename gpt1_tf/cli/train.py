@@ -115,8 +115,10 @@ def validate_tuning(args):
     if args.lora_from:
         from gpt1_tf.weights import peft
         adapter = peft.read_tuning(args.lora_from)
-        if args.lora_rank is None:
-            args.lora_rank, args.lora_alpha, args.lora_targets = adapter.lora_rank, adapter.alpha, list(adapter.lora_targets)
+        if args.lora_rank is None:  # the folder's layout, where the flags leave it (those given are compared below)
+            args.lora_rank = adapter.lora_rank
+            args.lora_alpha = adapter.alpha if args.lora_alpha is None else args.lora_alpha
+            args.lora_targets = list(adapter.lora_targets) if args.lora_targets is None else args.lora_targets
             args.train_layers = adapter.train_layers if args.train_layers is None else args.train_layers
         tuning = tuning_config(args)
         if adapter.lora_layout != tuning.lora_layout:

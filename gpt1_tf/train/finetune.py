@@ -84,7 +84,7 @@ def train(cfg):
     trainer, towers_note = build_trainer(cfg, model_cfg, opt_cfg)
     for p, a in zip(trainer.model.params_in_order(), init):
         p.assign(a)
-    trainer.model.transformer.special_rows_from_table()  # a frozen table's trained rows (LoRA): the pretrained ones
+    trainer.model.transformer.special_rows_from_table()  # LoRA's trained special rows: the ones just assigned
     del init, weights  # the pretrained arrays (~0.5 GB each) are in the variables now
     if cfg.lora_from and not cfg.resume:  # resumed: the checkpoint holds them
         from gpt1_tf.weights import peft
