@@ -93,8 +93,8 @@ def add_tuning_flags(p):
                    help="freeze the embedding table, its special-token rows too")
     g.add_argument("--lora_from", type=str, default=None,
                    help="a LoRA adapter folder (adapter_config.json + adapter_model.safetensors, PEFT's format, as "
-                        "train.py writes beside best_params.jl) loaded onto the base to go on training; its layout is "
-                        "the run's (--lora_rank etc. may be left out)")
+                        "train.py writes beside best_params.jl) loaded onto the base before the first update: to go on "
+                        "training, or to evaluate it (--lr 0); its layout is the run's (--lora_rank etc. may be left out)")
 
 
 def tuning_config(args):
