@@ -108,7 +108,8 @@ class EnableLoraTest(TempDirTest):
                  ((2.5,), {}, "lora_rank must be an integer, got 2.5"),
                  ((33,), {}, r"LoRA rank 33 is larger than c_attn's smaller side \(32: n_embd 32\)"),
                  ((4,), {"train_layers": 3}, "train_layers 3 is more than the model's 2 layers"),
-                 ((4,), {"lora_alpha": -1.0}, "alpha must be positive")]
+                 ((4,), {"lora_alpha": -1.0}, "alpha must be positive"),
+                 ((4, 8.0), {"lora_alpha": 8.0}, "not both")]
         for args, kwargs, pattern in cases:
             with self.subTest(pattern=pattern):
                 self.assert_one_line(ConfigError, pattern, backbone.enable_lora, *args, **kwargs)
@@ -144,7 +145,8 @@ class EnableLoraTest(TempDirTest):
         # Keras's weights file (ModelCheckpoint, BackupAndRestore): into a LoRA backbone, base and adapters as they were
         backbone.save_weights(self.path("b.weights.h5"))
         same = tiny_backbone()
-        same.enable_lora(4, lora_alpha=8, train_layers=1)
+        same.enable_lora(4, alpha=8, train_layers=1)  # the name for Keras's lora_alpha
+        self.assertEqual(same.transformer.tuning, backbone.transformer.tuning)
         same.load_weights(self.path("b.weights.h5"))
         for a, b in zip(backbone.weights, same.weights):
             self.assertAllEqual(a.numpy(), b.numpy(), msg=a.path)

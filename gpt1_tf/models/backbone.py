@@ -95,12 +95,13 @@ class GPT1Backbone(keras.Model):
         """
         return embeddings.embed(self, texts, pooling=pooling, tokenizer=tokenizer, batch_size=batch_size)
 
-    def enable_lora(self, rank, lora_alpha=None, target_names=arrays.LORA_DEFAULT_TARGETS, train_layers=None,
-                    freeze_embeddings=False):
+    def enable_lora(self, rank, alpha=None, target_names=arrays.LORA_DEFAULT_TARGETS, train_layers=None,
+                    freeze_embeddings=False, *, lora_alpha=None):
         """LoRA, as keras-hub's `backbone.enable_lora(rank)`: the body frozen, A and B beside each target weight.
 
-        `network.lora.adapt` with a `TuningConfig` of these arguments: `lora_alpha` None is the rank
-        (x W + alpha/r x A B, B zero: the outputs are the base's until it trains); `target_names` of
+        `network.lora.adapt` with a `TuningConfig` of these arguments: `alpha` (or Keras's name,
+        `lora_alpha`) None is the rank (x W + alpha/r x A B, B zero: the outputs are the base's until it
+        trains); `target_names` of
         c_attn, c_proj (attention's), c_fc, mlp/c_proj; `train_layers`: only the top K blocks get
         adapters; the special-token rows train apart unless `freeze_embeddings`. A task model's `fit`
         then trains the adapters, those rows and its head; `save` stores the merged weights, and the
@@ -108,6 +109,9 @@ class GPT1Backbone(keras.Model):
         """
         if rank is None:
             raise ConfigError("enable_lora needs a rank (an integer >= 1)")
+        if alpha is not None and lora_alpha is not None:
+            raise ConfigError("enable_lora: give alpha or lora_alpha (the same), not both")
+        lora_alpha = alpha if lora_alpha is None else lora_alpha
         targets = (target_names,) if isinstance(target_names, str) else target_names
         tuning = TuningConfig(lora_rank=rank, lora_alpha=lora_alpha, lora_targets=targets,
                               train_layers=train_layers, freeze_embeddings=freeze_embeddings)
