@@ -108,6 +108,7 @@ class AdaptTest(tf.test.TestCase):
             trained = model.trained_in_order()
             self.assertLen(trained, n, msg=str(tuning))
             self.assertEqual(sum(v.trainable for v in model.weights), n, msg=str(tuning))
+            self.assertEqual(tuning.n_trained(cfg), lora.n_values(trained), msg=str(tuning))  # the memory estimate's count
         model = TransformerModel(cfg)
         self.assertEqual([id(v) for v in model.trained_in_order()], [id(v) for v in model.params_in_order()])
 
@@ -129,6 +130,17 @@ class AdaptTest(tf.test.TestCase):
             pretrained.set_params(model, pretrained.get_params(model))
             for a, b in zip(adapted, outputs(model, X, M, Y)):
                 self.assertAllClose(a, b, rtol=1e-5, atol=1e-5)
+
+    def test_the_memory_estimate_counts_adam_state_for_the_trained_values_only(self):
+        from gpt1_tf.train.memory import estimate_train_bytes
+        cfg = ModelConfig(n_ctx=77)  # full size: the estimate train.py checks before building anything
+        full = estimate_train_bytes(cfg, 8)
+        self.assertEqual(estimate_train_bytes(cfg, 8, n_trained=TuningConfig().n_trained(cfg)), full)
+        lora_8 = estimate_train_bytes(cfg, 8, n_trained=TuningConfig(lora_rank=8).n_trained(cfg))
+        self.assertEqual(TuningConfig(lora_rank=8).n_trained(cfg), 445441)  # BENCHMARKS run K's count
+        # gradients, m and v of 116.2M values (1.3 GiB) no longer counted; the parameters still are
+        self.assertAllClose(full.state - lora_8.state, 3 * 4 * (116203777 - 445441))
+        self.assertEqual(full.activations, lora_8.activations)
 
     def test_refused(self):
         cfg = config()

@@ -284,6 +284,20 @@ class TuningConfig:
         layers = "every layer" if self.train_layers is None else f"the top {self.train_layers} layers"
         return f"rank {self.lora_rank} (alpha {self.alpha:g}) on {', '.join(self.lora_targets)} of {layers}"
 
+    def n_trained(self, cfg):
+        """Values fine-tuning trains under this tuning on a model of `cfg` (a ModelConfig): what has gradients and Adam state."""
+        if self.full:
+            return arrays.n_model_values(cfg)
+        sizes = {"n_embd": cfg.n_embd, "n_table": cfg.n_table, "n_clf_out": cfg.n_clf_out}
+        head = sum(math.prod(a.shape(sizes)) for a in arrays.MODEL_LAST)
+        table = 0 if self.frozen_table else cfg.n_table * cfg.n_embd
+        special = cfg.n_special * cfg.n_embd if self.special_rows else 0
+        if self.lora:  # A [n_in, r] and B [r, n_out] of each target
+            per_layer = sum(self.lora_rank * sum(arrays.lora_target(t).shape(sizes)[1:]) for t in self.lora_targets)
+        else:
+            per_layer = sum(math.prod(shape) for shape in arrays.layer_shapes(cfg.n_embd))
+        return table + special + len(self.trained_layers(cfg.n_layer)) * per_layer + head
+
     def trained_layers(self, n_layer):
         """The blocks that train (with LoRA: that get adapters), bottom first."""
         return range(n_layer - (self.train_layers or n_layer), n_layer)

@@ -78,7 +78,7 @@ def train(cfg):
     opt_cfg = dataclasses.replace(cfg.opt, t_total=n_batches * cfg.n_iter)
     from gpt1_tf.train.memory import check_memory
     check_memory(model_cfg, cfg.n_batch, cfg.n_gpu, n_seqs=train_split.X.shape[1],
-                 recompute=cfg.step.recompute)
+                 recompute=cfg.step.recompute, n_trained=cfg.tuning.n_trained(model_cfg))
     run = Run(cfg, data)  # output locations checked, nothing written yet
     init = initial_params(cfg, weights, model_cfg)
     trainer, towers_note = build_trainer(cfg, model_cfg, opt_cfg)

@@ -50,7 +50,7 @@ def n_params(cfg):
     return arrays.n_model_values(cfg)
 
 
-def estimate_train_bytes(model_cfg, n_batch, n_towers=1, n_seqs=2, recompute=True):
+def estimate_train_bytes(model_cfg, n_batch, n_towers=1, n_seqs=2, recompute=True, n_trained=None):
     """Memory of training n_towers towers of n_batch examples (of n_seqs sequences) each in sequence on one device.
 
     One copy of the parameters, Adam slots and gradients; with several towers, also the running
@@ -58,11 +58,12 @@ def estimate_train_bytes(model_cfg, n_batch, n_towers=1, n_seqs=2, recompute=Tru
     are one tower's. For one tower per device (several GPUs), n_towers=1 gives each device's
     need. Sequences are taken at full n_ctx (trimming only lowers the real need). `recompute`:
     the step's (`StepConfig.recompute`), which recomputes the GELU rather than keeping it. The
-    fine-tuning LM head scores every row of the table (the original's head).
+    fine-tuning LM head scores every row of the table (the original's head). `n_trained`: the values
+    that have gradients and Adam state (LoRA, partial fine-tuning: `TuningConfig.n_trained`); None: all.
     """
     tokens = n_batch * n_seqs * model_cfg.n_ctx  # [n_batch, K sequences (Story Cloze: 2 endings), n_ctx] per tower
     return _estimate(model_cfg, tokens, model_cfg.n_table, summed=n_towers > 1, recompute=recompute,
-                     runtime=RUNTIME_BYTES)
+                     runtime=RUNTIME_BYTES, n_trained=n_trained)
 
 
 def estimate_pretrain_bytes(model_cfg, n_windows, n_micro=1):
@@ -79,15 +80,16 @@ def estimate_pretrain_bytes(model_cfg, n_windows, n_micro=1):
                      runtime=PRETRAIN_RUNTIME_BYTES)
 
 
-def _estimate(model_cfg, tokens, logit_rows, summed, recompute, runtime):
+def _estimate(model_cfg, tokens, logit_rows, summed, recompute, runtime, n_trained=None):
     """The estimate of a step over `tokens` tokens at once, its LM head over `logit_rows` rows, with
-    `summed` extra gradient-sized buffers (sums over towers or micro-batches), and `runtime` bytes."""
-    T = model_cfg.n_ctx
+    `summed` extra gradient-sized buffers (sums over towers or micro-batches), and `runtime` bytes;
+    gradients, Adam's m and v (and the sums) for `n_trained` values (None: every parameter)."""
+    T, n = model_cfg.n_ctx, n_params(model_cfg)
     recomputed = recompute and model_cfg.afn in RECOMPUTED_ACTIVATIONS
     per_embd = ACT_PER_EMBD - (RECOMPUTED_ACT_PER_EMBD if recomputed else 0)
     per_token_layer = per_embd * model_cfg.n_embd + ACT_PER_HEAD_T * model_cfg.n_head * T
     return MemoryEstimate(
-        state=(STATE_COPIES + summed) * BYTES * n_params(model_cfg),
+        state=BYTES * (n + (STATE_COPIES - 1 + summed) * (n if n_trained is None else n_trained)),
         activations=BYTES * tokens * model_cfg.n_layer * per_token_layer,
         logits=LOGIT_COPIES * BYTES * tokens * logit_rows,
         runtime=runtime,
@@ -137,10 +139,10 @@ def device_memory(n_gpu):
     return available, towers, "each GPU" if towers == 1 else "the GPU"
 
 
-def check_memory(model_cfg, n_batch, n_gpu, n_seqs=2, recompute=True):
+def check_memory(model_cfg, n_batch, n_gpu, n_seqs=2, recompute=True, n_trained=None):
     """Refuse, with one line, a run whose estimated memory clearly exceeds what the towers' device has."""
     available, towers, where = device_memory(n_gpu)
-    need = estimate_train_bytes(model_cfg, n_batch, towers, n_seqs, recompute)
+    need = estimate_train_bytes(model_cfg, n_batch, towers, n_seqs, recompute, n_trained)
     if available and need.total > available:
         how = f"{towers} towers in sequence" if towers > 1 else "one tower"
         _refuse(need, f"{how} of {n_batch} examples x {n_seqs} sequences x {model_cfg.n_ctx} tokens", where, available,
