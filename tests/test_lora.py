@@ -260,7 +260,7 @@ class PeftFolderTest(tf.test.TestCase):
         self.assertEqual(tensors["base_model.model.transformer.h.1.attn.c_attn.lora_A.weight"].shape, (4, 16))
         self.assertEqual(tensors["base_model.model.transformer.h.1.attn.c_attn.lora_B.weight"].shape, (48, 4))
         self.assertEqual(tensors["base_model.model.multiple_choice_head.summary.weight"].shape, (1, 16))
-        self.assertEqual(peft.read_tuning(folder), model.transformer.tuning)
+        self.assertEqual(peft.read_tuning(folder, 2), model.transformer.tuning)
         # onto a fresh model of the same base: the same outputs
         fresh = self.adapted(seed=3)
         for v in fresh.trained_in_order():

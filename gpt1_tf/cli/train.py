@@ -10,7 +10,7 @@ import sys
 
 from gpt1_tf.cli.common import add_flags, check_finite_floats, exits, from_flags
 from gpt1_tf.data.tasks import TASKS
-from gpt1_tf.errors import ConfigError, Gpt1Error
+from gpt1_tf.errors import Gpt1Error
 from gpt1_tf.network.arrays import LORA_DEFAULT_TARGETS, LORA_TARGETS
 from gpt1_tf.network.config import (MIN_N_CTX, TASK_FORMATS, ModelConfig, OptConfig, StepConfig, TuningConfig,
                                     check_compatible)
@@ -114,23 +114,17 @@ def validate_tuning(args):
         raise Gpt1Error(f"--train_layers must be in 1..{args.n_layer} (--n_layer), got {args.train_layers}")
     if args.lora_from:
         from gpt1_tf.weights import peft
-        adapter = peft.read_tuning(args.lora_from)
+        adapter = peft.read_tuning(args.lora_from, args.n_layer)
         if args.lora_rank is None:  # the folder's layout, where the flags leave it (those given are compared below)
             args.lora_rank = adapter.lora_rank
             args.lora_alpha = adapter.alpha if args.lora_alpha is None else args.lora_alpha
             args.lora_targets = list(adapter.lora_targets) if args.lora_targets is None else args.lora_targets
             args.train_layers = adapter.train_layers if args.train_layers is None else args.train_layers
-        tuning = tuning_config(args)
-        if adapter.lora_layout != tuning.lora_layout:
-            raise Gpt1Error(f"--lora_from {args.lora_from}: its adapters are {adapter.describe_lora()}, this run's "
-                            f"flags ask for {tuning.describe_lora()}")
-    try:
-        tuning = tuning_config(args)
-        tuning.check(model_config(args))
-    except ConfigError as err:
-        raise Gpt1Error(str(err)) from None
-    if args.lora_from:
-        peft.check_layers(args.lora_from, tuning, model_config(args))
+    tuning = tuning_config(args)  # a ConfigError is a Gpt1Error: one line
+    if args.lora_from and adapter.lora_layout != tuning.lora_layout:
+        raise Gpt1Error(f"--lora_from {args.lora_from}: its adapters are {adapter.describe_lora()}, this run's "
+                        f"flags ask for {tuning.describe_lora()}")
+    tuning.check(model_config(args))
 
 
 def _names(value):

@@ -189,11 +189,10 @@ class GPT1Task(keras.Model):
         The layout (rank, alpha, targets, adapted layers: `backbone.enable_lora`'s arguments) and the
         base weights it was trained on (a fingerprint) are checked before anything is assigned: one line.
         """
-        tuning, adapter = self._lora_tuning(), peft.read_tuning(folder)
+        tuning, adapter = self._lora_tuning(), peft.read_tuning(folder, self.cfg.n_layer)
         if adapter.lora_layout != tuning.lora_layout:
             raise ConfigError(f"{folder}: its adapters are {adapter.describe_lora()}, this model's "
                               f"{tuning.describe_lora()}")
-        peft.check_layers(folder, tuning, self.cfg)
         peft.load(self.network, folder, base=peft.fingerprint(self.network))
 
     # --- the recipe and the step --------------------------------------------------------------

@@ -264,10 +264,11 @@ class TuningConfig:
     @property
     def full(self):
         """Everything trains: the original's fine-tuning."""
-        return not (self.lora or self.train_layers or self.freeze_embeddings)
+        return not self.frozen_table
 
     @property
     def frozen_table(self):
+        """Whether the table is frozen: whatever freezes anything freezes it."""
         return self.lora or self.train_layers is not None or self.freeze_embeddings
 
     @property

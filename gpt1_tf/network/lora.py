@@ -72,10 +72,9 @@ def merged_in_order(body):
     """The body's arrays in the original order as it computes with them (tensors; the variables where nothing is merged)."""
     out = [body.table()]
     for block in body.blocks:
-        for a in arrays.LAYER:
-            layer = arrays.walk(block, a.path.rsplit("/", 1)[0])
-            merged = a.conv and layer.lora_rank is not None
-            out.append(layer.merged_w() if merged else arrays.walk(block, a.path))
+        for a in arrays.LAYER:  # a conv1d weight as its layer computes with it (the variable itself without LoRA)
+            conv = arrays.walk(block, a.path.rsplit("/", 1)[0]) if a.conv else None
+            out.append(conv.merged_w() if conv is not None else arrays.walk(block, a.path))
     return out
 
 

@@ -75,8 +75,7 @@ class Transformer(keras.layers.Layer):
 
     def merged_in_order(self):
         """`params_in_order` as the body computes with them: LoRA and the special rows merged (`lora.merged_in_order`)."""
-        return lora.merged_in_order(self) if self.special is not None or lora.adapted_layers(self) else (
-            self.params_in_order())
+        return lora.merged_in_order(self)
 
     def add_special_rows(self):
         """The special-token rows as a trained variable of their own, `special` (the table `we` frozen: `lora.adapt`)."""

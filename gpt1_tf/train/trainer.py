@@ -166,8 +166,7 @@ class Trainer(TrainerCore):
         # tf.gradients, not a GradientTape: it names the gradient ops as TF1 did, and Grappler
         # orders the inputs of commutative sums (AddN) by name, so the sums of the layer-norm
         # and gelu gradients run in the original's order
-        grads = [tf.zeros_like(p) if g is None else tf.convert_to_tensor(g)  # dense, as the original's
-                 for p, g in zip(self.params, tf.gradients(loss, self.params))]
+        grads = [tf.convert_to_tensor(g) for g in tf.gradients(loss, self.params)]  # dense, as the original's
         if self.loss_scale is not None:
             grads = [g / loss_scale for g in grads]  # float32, as the parameters
         return grads, clf_losses

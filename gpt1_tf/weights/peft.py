@@ -101,8 +101,9 @@ def write(folder, model, tuning, *, base, base_path=None):
 
 # --- in ------------------------------------------------------------------------------------------
 
-def read_tuning(folder):
-    """The `TuningConfig` an adapter folder was made with (rank, alpha, targets, adapted layers); DataError if it is not one."""
+def read_tuning(folder, n_layer):
+    """The `TuningConfig` an adapter folder was made with (rank, alpha, targets, adapted layers); DataError if it is not
+    one, or if its adapted layers are not the top ones of a model of `n_layer` layers."""
     path = os.path.join(folder, CONFIG)
     if not os.path.isdir(folder):
         raise DataError(folder, "not a folder: --lora_from names a LoRA adapter folder (adapter_config.json, "
@@ -120,7 +121,7 @@ def read_tuning(folder):
     try:
         return TuningConfig(lora_rank=config.get("r"), lora_alpha=config.get("lora_alpha"),
                             lora_targets=_targets(config.get("target_modules"), path),
-                            train_layers=_n_top_layers(config.get("layers_to_transform"), path))
+                            train_layers=_n_top_layers(config.get("layers_to_transform"), n_layer, path))
     except (ConfigError, TypeError) as err:
         raise DataError(path, str(err)) from None
 
@@ -137,24 +138,17 @@ def _targets(modules, path):
     return tuple(t for t in arrays.LORA_TARGETS if t in found)
 
 
-def _n_top_layers(layers, path):
-    """train_layers of `layers_to_transform` (None: all layers); the layers must be the top ones, checked by `load`."""
+def _n_top_layers(layers, n_layer, path):
+    """train_layers of `layers_to_transform` (None: all layers), which must be the top layers of `n_layer`."""
     if layers is None:
         return None
     layers = [layers] if isinstance(layers, int) else layers
     if not isinstance(layers, list) or not layers or sorted(layers) != list(range(min(layers), max(layers) + 1)):
         raise DataError(path, f"layers_to_transform {layers}: gpt1_tf adapts a run of top layers")
+    if sorted(layers) != list(range(n_layer - len(layers), n_layer)):
+        raise DataError(path, f"layers_to_transform {layers} are not the top {len(layers)} of this model's "
+                              f"{n_layer} layers")
     return len(layers)
-
-
-def check_layers(folder, tuning, cfg):
-    """Refuse an adapter whose layers_to_transform are not the top `train_layers` of a model of `cfg`."""
-    path = os.path.join(folder, CONFIG)
-    layers = json.loads(read_text(path, "LoRA adapter config")).get("layers_to_transform")
-    if layers is not None and sorted([layers] if isinstance(layers, int) else layers) != list(
-            tuning.trained_layers(cfg.n_layer)):
-        raise DataError(path, f"layers_to_transform {layers} are not the top {tuning.train_layers} of this model's "
-                              f"{cfg.n_layer} layers")
 
 
 def load(model, folder, base=None):
